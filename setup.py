@@ -1,0 +1,101 @@
+"""Build the compiled core: one Cython extension over the C headers in include/.
+
+OpenMP is detected by compiling and linking a tiny program with the compiler
+setuptools will use. ``SOFTMAX_KERNELS_OPENMP=0`` forces the serial build; a
+compiler without OpenMP support falls back to it automatically with a notice.
+No ``-ffast-math`` (it would flush subnormals process-wide and break the
+accuracy contract) and no ``-march=native`` (wheels must run anywhere).
+"""
+
+import os
+import sys
+import tempfile
+import textwrap
+
+import numpy as np
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+OPENMP_PROBE = textwrap.dedent(
+    """
+    #include <omp.h>
+    int main(void) {
+        int n = 0;
+        #pragma omp parallel reduction(+:n)
+        n += 1;
+        return n > 0 ? 0 : 1;
+    }
+    """
+)
+
+
+def openmp_flags(compiler_type):
+    """Compile and link flags that enable OpenMP for this compiler family."""
+    if compiler_type == "msvc":
+        return ["/openmp"], []
+    if sys.platform == "darwin":
+        return ["-Xpreprocessor", "-fopenmp"], ["-lomp"]
+    return ["-fopenmp"], ["-fopenmp"]
+
+
+def compiler_supports_openmp(compiler, compile_flags, link_flags):
+    with tempfile.TemporaryDirectory() as tmp:
+        source = os.path.join(tmp, "probe_openmp.c")
+        with open(source, "w") as f:
+            f.write(OPENMP_PROBE)
+        try:
+            objects = compiler.compile([source], output_dir=tmp, extra_postargs=compile_flags)
+            compiler.link_executable(
+                objects, os.path.join(tmp, "probe_openmp"), extra_postargs=link_flags
+            )
+        except Exception:
+            return False
+    return True
+
+
+class BuildExtWithOpenMP(build_ext):
+    def build_extensions(self):
+        compiler_type = self.compiler.compiler_type
+        if compiler_type == "msvc":
+            base = ["/O2", "/fp:precise"]
+        else:
+            # -fno-math-errno only stops libm calls from setting errno; results are unchanged.
+            base = ["-O3", "-g0", "-fno-math-errno", "-Wno-unused-function"]
+        compile_flags, link_flags = list(base), []
+        wanted = os.environ.get("SOFTMAX_KERNELS_OPENMP", "1") != "0"
+        if wanted:
+            omp_compile, omp_link = openmp_flags(compiler_type)
+            if compiler_supports_openmp(self.compiler, omp_compile, omp_link):
+                compile_flags += omp_compile
+                link_flags += omp_link
+            else:
+                print("softmax_kernels: the compiler has no usable OpenMP; building the serial version")
+        else:
+            print("softmax_kernels: SOFTMAX_KERNELS_OPENMP=0; building the serial version")
+        for ext in self.extensions:
+            ext.extra_compile_args = compile_flags + ext.extra_compile_args
+            ext.extra_link_args = link_flags + ext.extra_link_args
+        super().build_extensions()
+
+
+extension = Extension(
+    "softmax_kernels._kernels",
+    sources=["src/softmax_kernels/_kernels.pyx"],
+    include_dirs=["include", np.get_include()],
+    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+)
+
+setup(
+    ext_modules=cythonize(
+        [extension],
+        compiler_directives={
+            "language_level": 3,
+            "boundscheck": False,
+            "wraparound": False,
+            "cdivision": True,
+            "initializedcheck": False,
+        },
+    ),
+    cmdclass={"build_ext": BuildExtWithOpenMP},
+)

@@ -1,0 +1,183 @@
+# cython: language_level=3
+"""The compiled driver: turns a validated plan into an ``sk_problem`` and runs the row loop.
+
+It trusts its argument (``_validate.make_plan`` checked everything). The
+arithmetic lives in ``include/softmax_kernels/row_kernels_impl.h``; here we only
+pick the row kernel for the dtype, release the GIL, and spread rows over OpenMP
+threads with a static schedule and one scratch row per thread.
+"""
+
+cimport numpy as cnp
+from cython.parallel cimport parallel, prange, threadid
+from libc.stdint cimport int64_t
+from libc.string cimport memset
+
+import numpy as np
+
+cnp.import_array()
+
+cdef extern from "softmax_kernels/kernels.h" nogil:
+    ctypedef int64_t sk_index
+    ctypedef struct sk_problem:
+        sk_index n_classes
+        int target_kind
+        int layout
+        sk_index hessian_width
+        double label_smoothing
+        double eps_over_k
+        double one_minus_eps
+        double denominator
+        int has_ignore_index
+        int64_t ignore_index
+        const void *z
+        const int64_t *labels
+        const void *soft_targets
+        const void *sample_weight
+        const void *class_weight
+        const void *v
+        double *row_loss
+        void *softmax
+        void *log_softmax
+        void *gradient
+        void *hessian
+        void *hessian_diagonal
+        void *hessian_vector_product
+    ctypedef void (*sk_row_fn)(const sk_problem *problem, sk_index row, double *scratch) noexcept nogil
+    enum:
+        SK_TARGET_NONE
+        SK_TARGET_LABELS
+        SK_TARGET_SOFT
+        SK_LAYOUT_PACKED_UPPER
+        SK_LAYOUT_PACKED_LOWER
+        SK_LAYOUT_FULL
+        SK_OP_SOFTMAX
+        SK_OP_LOG_SOFTMAX
+        SK_OP_TARGET
+        SK_SCRATCH_PER_CLASS
+    sk_row_fn sk_row_function(int op, int is_double)
+    double sk_mean_denominator(const sk_problem *pb, sk_index n_rows, int is_double)
+    double sk_compensated_sum(const double *x, sk_index n)
+    const char *sk_simd_name()
+
+cdef extern from "softmax_kernels/openmp_shim.h" nogil:
+    int sk_openmp_enabled()
+    int sk_max_threads()
+
+# Calls touching fewer elements than this run on one thread: waking a team costs
+# more than it saves (the same idea as PyTorch's grain size).
+SERIAL_GRAIN = 32768
+
+_TARGET_KINDS = {"none": SK_TARGET_NONE, "labels": SK_TARGET_LABELS, "soft": SK_TARGET_SOFT}
+_LAYOUTS = {"packed_upper": SK_LAYOUT_PACKED_UPPER, "packed_lower": SK_LAYOUT_PACKED_LOWER,
+            "full": SK_LAYOUT_FULL}
+_INT64_MIN, _INT64_MAX = -(2 ** 63), 2 ** 63 - 1
+
+
+def build_info():
+    """Facts about this build for ``show_config()``."""
+    return {
+        "openmp": bool(sk_openmp_enabled()),
+        "simd": sk_simd_name().decode("ascii"),
+        "max_threads": int(sk_max_threads()),
+    }
+
+
+def thread_count(requested, sk_index work):
+    """Threads for a call touching ``work`` elements; None reads the OpenMP default now."""
+    if work < SERIAL_GRAIN:
+        return 1
+    return max(1, int(sk_max_threads()) if requested is None else int(requested))
+
+
+cdef inline void *_data(object arr):
+    return NULL if arr is None else cnp.PyArray_DATA(<cnp.ndarray>arr)
+
+
+cdef void _run_rows(const sk_problem *pb, sk_row_fn row_fn, sk_index n_rows, double *scratch,
+                    sk_index scratch_width, int n_threads) noexcept nogil:
+    cdef sk_index i
+    cdef double *mine
+    if n_threads == 1:
+        for i in range(n_rows):
+            row_fn(pb, i, scratch)
+        return
+    with parallel(num_threads=n_threads):
+        mine = scratch + threadid() * scratch_width
+        for i in prange(n_rows, schedule="static"):
+            row_fn(pb, i, mine)
+
+
+def run(plan):
+    """Compute every output of ``plan`` into its output arrays."""
+    cdef sk_problem pb
+    memset(&pb, 0, sizeof(pb))
+    cdef int is_double = plan.dtype == np.float64
+    cdef sk_index n_rows = plan.n_rows
+    cdef sk_index n_classes = plan.n_classes
+    cdef double total, denominator = 1.0
+    cdef int op
+    outputs = plan.outputs
+
+    pb.n_classes = n_classes
+    pb.z = _data(plan.z)
+    pb.denominator = 1.0
+    if plan.operation == "softmax":
+        op, pb.softmax = SK_OP_SOFTMAX, _data(outputs["softmax"])
+    elif plan.operation == "log_softmax":
+        op, pb.log_softmax = SK_OP_LOG_SOFTMAX, _data(outputs["log_softmax"])
+    else:
+        op = SK_OP_TARGET
+        _describe_targets(&pb, plan)
+    loss_buffer = None
+    if "loss" in outputs:
+        direct = plan.reduction == "none" and is_double
+        loss_buffer = outputs["loss"] if direct else np.empty(n_rows, dtype=np.float64)
+        pb.row_loss = <double *>_data(loss_buffer)
+    pb.gradient = _data(outputs.get("gradient"))
+    pb.hessian = _data(outputs.get("hessian"))
+    pb.hessian_diagonal = _data(outputs.get("hessian_diagonal"))
+    pb.hessian_vector_product = _data(outputs.get("hessian_vector_product"))
+
+    cdef int n_threads = thread_count(plan.num_threads, n_rows * max(n_classes, pb.hessian_width))
+    cdef sk_index scratch_width = SK_SCRATCH_PER_CLASS * n_classes
+    scratch = np.empty((n_threads, scratch_width), dtype=np.float64)
+    cdef double *scratch_data = <double *>_data(scratch)
+    cdef sk_row_fn row_fn = sk_row_function(op, is_double)
+    cdef bint mean = plan.reduction == "mean"
+    with nogil:
+        if mean:
+            denominator = sk_mean_denominator(&pb, n_rows, is_double)
+            pb.denominator = denominator
+        _run_rows(&pb, row_fn, n_rows, scratch_data, scratch_width, n_threads)
+
+    if loss_buffer is not None and loss_buffer is not outputs["loss"]:
+        if plan.reduction == "none":
+            outputs["loss"][...] = loss_buffer
+        else:
+            total = sk_compensated_sum(pb.row_loss, n_rows)
+            if plan.reduction == "mean":
+                total = total / denominator  # 0 / 0 = NaN for no counted rows, as torch
+            outputs["loss"][...] = total
+
+
+cdef void _describe_targets(sk_problem *pb, object plan) except *:
+    cdef double eps = plan.label_smoothing
+    pb.target_kind = _TARGET_KINDS[plan.target_kind]
+    pb.layout = _LAYOUTS[plan.layout]
+    if plan.layout == "full":
+        pb.hessian_width = pb.n_classes * pb.n_classes
+    else:
+        pb.hessian_width = pb.n_classes * (pb.n_classes + 1) // 2
+    pb.label_smoothing = eps
+    pb.eps_over_k = eps / pb.n_classes
+    pb.one_minus_eps = 1.0 - eps
+    ignore_index = plan.ignore_index
+    # A label equal to an ignore_index outside int64 cannot exist: validation saw to that.
+    if ignore_index is not None and _INT64_MIN <= ignore_index <= _INT64_MAX:
+        pb.has_ignore_index = 1
+        pb.ignore_index = ignore_index
+    pb.labels = <const int64_t *>_data(plan.labels)
+    pb.soft_targets = _data(plan.soft_targets)
+    pb.sample_weight = _data(plan.sample_weight)
+    pb.class_weight = _data(plan.class_weight)
+    pb.v = _data(plan.v)

@@ -1,0 +1,192 @@
+"""The NumPy reference: same names, signatures and formulas as the compiled kernels.
+
+It is the oracle of the tests and the fallback when the extension is missing
+(or ``SOFTMAX_KERNELS_BACKEND=numpy``). It follows the per-row recipe of
+``include/softmax_kernels/row_kernels.h`` step by step, with whole-batch NumPy
+operations in float64 (float32 inputs are rounded once at the end):
+
+1. m = max_k z_k, p = first arg-max; the row is invalid (all NaN) if m is NaN or +-inf.
+2. e_k = exp(z_k - m) (so e_p = 1), T = sum_{k != p} e_k, S = 1 + T.
+   log S is computed as log1p(T): accurate when T is tiny (confident rows).
+3. Targets a_k, c_excl = sum_{k != p} a_k, c = c_excl + a_p,
+   dot = sum_{a_k != 0} a_k (m - z_k)       (a zero weight on a -inf logit adds 0).
+4. loss = dot + c log1p(T)                  (a sum of non-negative terms for a >= 0).
+5. s_k = e_k / S;  1 - s_p = T / S;  1 - s_k = (S - e_k) / S  (k != p, S - e_k >= S/2).
+6. g_k = c s_k - a_k (k != p);  g_p = c_excl s_p - a_p T / S  (no cancellation in c s_p - a_p).
+7. H_ij = -c s_i s_j,  H_ii = c s_i (1 - s_i).
+8. sigma = (v_p + sum_{j != p} e_j v_j) / S;  (Hv)_k = c s_k (v_k - sigma) (k != p),
+   (Hv)_p = c s_p sum_{j != p} e_j (v_p - v_j) / S  (v_p - sigma without cancellation).
+9. "mean" divides every per-row output of non-ignored rows by the denominator D.
+
+Sums over classes and rows accumulate in extended precision where the platform
+has it (``np.longdouble`` wider than float64), otherwise NumPy's pairwise sum.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _api
+from ._layout import pack, packed_rows_cols, unpack
+from ._validate import TARGET_LABELS, TARGET_NONE, TARGET_SOFT, Plan
+
+__all__ = list(_api.PUBLIC_NAMES) + ["pack", "unpack"]
+
+_WIDE = np.longdouble if np.finfo(np.longdouble).eps < np.finfo(np.float64).eps else np.float64
+
+
+def _accurate_sum(x: np.ndarray, axis=-1) -> np.ndarray:
+    return np.sum(x, axis=axis, dtype=_WIDE).astype(np.float64)
+
+
+class _Row:
+    """Per-row statistics of the logits (steps 1-2), for a batch at once."""
+
+    def __init__(self, z: np.ndarray, skip: np.ndarray):
+        z = np.where(skip[:, None], 0.0, z.astype(np.float64))  # ignored rows are not read
+        n_classes = z.shape[1]
+        self.invalid = ~np.isfinite(z.max(axis=1)) & ~skip  # NaN, +inf, or all -inf
+        z = np.where(self.invalid[:, None], 0.0, z)  # keeps the arithmetic quiet; rows become NaN
+        self.z = z
+        self.m = z.max(axis=1)
+        self.p = np.argmax(z, axis=1)
+        self.is_p = np.arange(n_classes) == self.p[:, None]
+        self.e = np.exp(z - self.m[:, None])
+        self.sum_excl_argmax = _accurate_sum(np.where(self.is_p, 0.0, self.e))
+        self.S = 1.0 + self.sum_excl_argmax
+        self.s = self.e / self.S[:, None]
+
+    def at_p(self, x: np.ndarray) -> np.ndarray:
+        return np.take_along_axis(x, self.p[:, None], axis=1)[:, 0]
+
+    def excl_p_sum(self, x: np.ndarray) -> np.ndarray:
+        return _accurate_sum(np.where(self.is_p, 0.0, x))
+
+    def one_minus_s(self) -> np.ndarray:
+        other = (self.S[:, None] - self.e) / self.S[:, None]
+        return np.where(self.is_p, (self.sum_excl_argmax / self.S)[:, None], other)
+
+
+def _target_weights(plan: Plan) -> tuple[np.ndarray, np.ndarray]:
+    """The dense target vectors a (N, K) in float64 and the mask of ignored rows."""
+    n_rows, n_classes = plan.n_rows, plan.n_classes
+    eps = plan.label_smoothing
+    w = np.ones(n_rows) if plan.sample_weight is None else plan.sample_weight.astype(np.float64)
+    cw = np.ones(n_classes) if plan.class_weight is None else plan.class_weight.astype(np.float64)
+    ignored = np.zeros(n_rows, dtype=bool)
+    if plan.target_kind == TARGET_SOFT:
+        t = plan.soft_targets.astype(np.float64)
+        if eps != 0.0:
+            t = t * (1.0 - eps) + eps / n_classes
+        if plan.class_weight is not None:
+            t = t * cw
+        return (t * w[:, None] if plan.sample_weight is not None else t), ignored
+    # Labels: a = w cw_y (1 - eps) onehot(y) + w (eps/K) cw.
+    labels = plan.labels
+    if plan.ignore_index is not None:
+        ignored = labels == plan.ignore_index
+    safe_labels = np.where(ignored, 0, labels)
+    a = np.zeros((n_rows, n_classes))
+    if eps != 0.0:
+        a += (w * (eps / n_classes))[:, None] * cw
+    alpha = w * cw[safe_labels] * (1.0 - eps)
+    np.put_along_axis(a, safe_labels[:, None], (np.take_along_axis(a, safe_labels[:, None], 1)[:, 0] + alpha)[:, None], 1)
+    a[ignored] = 0.0
+    return a, ignored
+
+
+def _mean_denominator(plan: Plan, ignored: np.ndarray) -> float:
+    w = np.ones(plan.n_rows) if plan.sample_weight is None else plan.sample_weight.astype(np.float64)
+    if plan.target_kind == TARGET_LABELS:
+        cw = np.ones(plan.n_classes) if plan.class_weight is None else plan.class_weight.astype(np.float64)
+        kept = ~ignored
+        return float(_accurate_sum(w[kept] * cw[plan.labels[kept]], axis=None))
+    return float(_accurate_sum(w, axis=None))
+
+
+def _packed_or_full_hessian(row: _Row, coef: np.ndarray, layout: str) -> np.ndarray:
+    """H_ij = -(c s_max(i,j)) s_min(i,j) off the diagonal (bitwise symmetric), (c s_i)(1 - s_i) on it."""
+    n_classes = row.s.shape[1]
+    if layout == "full":
+        cols, rows = np.divmod(np.arange(n_classes * n_classes), n_classes)  # row-major (i=cols, j=rows)
+    else:
+        rows, cols = packed_rows_cols(n_classes, layout)
+    high, low = np.maximum(rows, cols), np.minimum(rows, cols)
+    minus_cs = -(coef[:, None] * row.s)
+    hess = minus_cs[:, high] * row.s[:, low]
+    on_diag = rows == cols
+    diag = coef[:, None] * row.s * row.one_minus_s()
+    hess[:, on_diag] = diag[:, rows[on_diag]]
+    return hess
+
+
+def _hessian_vector_product(row: _Row, coef: np.ndarray, v: np.ndarray) -> np.ndarray:
+    v = np.where(row.invalid[:, None], 0.0, v.astype(np.float64))
+    v_p = row.at_p(v)
+    sigma = (v_p + row.excl_p_sum(row.e * v)) / row.S
+    at_p = row.excl_p_sum(row.e * (v_p[:, None] - v)) / row.S
+    centred = np.where(row.is_p, at_p[:, None], v - sigma[:, None])
+    return coef[:, None] * row.s * centred
+
+
+def _run(plan: Plan) -> None:
+    """Compute every output the plan asks for and write it into the plan's output views."""
+    out = plan.outputs
+    with np.errstate(all="ignore"):
+        if plan.target_kind == TARGET_NONE and plan.operation in ("softmax", "log_softmax"):
+            row = _Row(plan.z, np.zeros(plan.n_rows, dtype=bool))
+            if "softmax" in out:
+                result = row.s
+            else:
+                result = (row.z - row.m[:, None]) - np.log1p(row.sum_excl_argmax)[:, None]
+            _store(out[plan.operation], np.where(row.invalid[:, None], np.nan, result))
+            return
+        _run_target(plan)
+
+
+def _run_target(plan: Plan) -> None:
+    out = plan.outputs
+    if plan.target_kind == TARGET_NONE:
+        a, ignored = None, np.zeros(plan.n_rows, dtype=bool)
+        coef = np.ones(plan.n_rows) if plan.sample_weight is None else plan.sample_weight.astype(np.float64)
+    else:
+        a, ignored = _target_weights(plan)
+    row = _Row(plan.z, ignored)
+    if a is not None:
+        a_p = row.at_p(a)
+        c_excl = row.excl_p_sum(a)
+        coef = c_excl + a_p
+    denominator = _mean_denominator(plan, ignored) if plan.reduction == "mean" else 1.0
+
+    def finish(values: np.ndarray) -> np.ndarray:
+        """Zero the ignored rows and fill the invalid ones with NaN."""
+        rows = (slice(None), None) if values.ndim == 2 else slice(None)
+        return np.where(row.invalid[rows], np.nan, np.where(ignored[rows], 0.0, values))
+
+    if "loss" in out:
+        dot = _accurate_sum(np.where(a == 0.0, 0.0, a * (row.m[:, None] - row.z)))
+        per_row = finish(dot + coef * np.log1p(row.sum_excl_argmax))
+        if plan.reduction == "none":
+            _store(out["loss"], per_row)
+        else:
+            total = _accurate_sum(per_row, axis=None)
+            _store(out["loss"], total / denominator if plan.reduction == "mean" else total)
+    if "gradient" in out:
+        grad = coef[:, None] * row.s - a
+        grad_p = c_excl / row.S - a_p * row.sum_excl_argmax / row.S
+        _store(out["gradient"], finish(np.where(row.is_p, grad_p[:, None], grad) / denominator))
+    # The Hessian-type outputs scale c by 1/D once, as the kernels do.
+    coef = coef / denominator
+    if "hessian" in out:
+        _store(out["hessian"], finish(_packed_or_full_hessian(row, coef, plan.layout)))
+    if "hessian_diagonal" in out:
+        _store(out["hessian_diagonal"], finish(coef[:, None] * row.s * row.one_minus_s()))
+    if "hessian_vector_product" in out:
+        _store(out["hessian_vector_product"], finish(_hessian_vector_product(row, coef, plan.v)))
+
+
+def _store(dest: np.ndarray, values) -> None:
+    dest[...] = np.asarray(values).astype(dest.dtype, copy=False).reshape(dest.shape)
+
+
+globals().update(_api.build_public_api(_run, __name__))
