@@ -1,0 +1,98 @@
+"""Command line: ``python -m softmax_kernels {info, check}``.
+
+``info`` prints what this installation is and runs on; ``check`` is a
+self-test of the installed build against the NumPy reference and finite
+differences that exits non-zero on failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+
+import numpy as np
+
+import softmax_kernels as sk
+
+
+def _cpu_flags() -> str:
+    """The SIMD features the CPU reports (Linux), else the machine name."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    flags = set(line.split(":", 1)[1].split())
+                    wanted = ["sse2", "avx", "avx2", "fma", "avx512f", "asimd", "sve"]
+                    return " ".join(flag for flag in wanted if flag in flags) or "none of note"
+    except OSError:
+        pass
+    return platform.machine()
+
+
+def info() -> int:
+    config = sk.show_config()
+    width = max(map(len, config)) + 2
+    for key, value in config.items():
+        print(f"{key:<{width}}{value}")
+    print(f"{'cpu':<{width}}{platform.processor() or platform.machine()}")
+    print(f"{'cpu features':<{width}}{_cpu_flags()}")
+    print(f"{'python':<{width}}{platform.python_version()}")
+    print(f"{'numpy':<{width}}{np.__version__}")
+    return 0
+
+
+def _finite_difference_gradient(z: np.ndarray, y: np.ndarray, step: float = 1e-6) -> np.ndarray:
+    grad = np.empty_like(z)
+    for index in np.ndindex(z.shape):
+        up, down = z.copy(), z.copy()
+        up[index] += step
+        down[index] -= step
+        grad[index] = (sk.loss(up, y, reduction="sum") - sk.loss(down, y, reduction="sum")) / (2 * step)
+    return grad
+
+
+def check() -> int:
+    """Compare every function with the reference on random data; return the number of failures."""
+    rng = np.random.default_rng(0)
+    failures = 0
+    for dtype in (np.float32, np.float64):
+        z = (rng.standard_normal((257, 11)) * 5).astype(dtype)
+        y = rng.integers(0, 11, 257)
+        v = rng.standard_normal((257, 11)).astype(dtype)
+        tol = 64 * np.finfo(dtype).eps
+        calls = {
+            "softmax": lambda m: m.softmax(z),
+            "log_softmax": lambda m: m.log_softmax(z),
+            "loss_gradient_hessian": lambda m: m.loss_gradient_hessian(z, y, label_smoothing=0.1, reduction="mean"),
+            "hessian_vector_product": lambda m: m.hessian_vector_product(z, v, y),
+            "hessian_diagonal": lambda m: m.hessian_diagonal(z),
+        }
+        for name, call in calls.items():
+            got, want = call(sk), call(sk.reference)
+            pairs = zip(got, want) if isinstance(got, tuple) else [(got, want)]
+            ok = all(np.allclose(g, w, rtol=tol, atol=tol) for g, w in pairs)
+            failures += not ok
+            print(f"{'ok  ' if ok else 'FAIL'} {name} {np.dtype(dtype).name} equals the reference")
+    z = rng.standard_normal((3, 5))
+    y = rng.integers(0, 5, 3)
+    ok = np.allclose(_finite_difference_gradient(z, y), sk.gradient(z, y, reduction="sum"), atol=1e-7)
+    failures += not ok
+    print(f"{'ok  ' if ok else 'FAIL'} gradient matches finite differences of the loss")
+    print(f"backend {sk.show_config()['backend']}: {'all checks passed' if not failures else f'{failures} FAILED'}")
+    return failures
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m softmax_kernels", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("info", help="show the build, backend, threads and CPU")
+    commands.add_parser("check", help="self-test against the reference and finite differences")
+    args = parser.parse_args(argv)
+    if args.command == "info":
+        return info()
+    return 1 if check() else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""The compiled kernels equal the NumPy reference, over functions x dtypes x shapes x memory orders x options.
+
+One parametrised test in bottleneck's "fast equals slow" style: the case lists
+below are the only place that enumerates what is covered.
+"""
+
+import itertools
+
+import numpy as np
+import pytest
+
+import softmax_kernels as sk
+from softmax_kernels import reference
+
+pytestmark = pytest.mark.skipif(sk.show_config()["backend"] != "compiled", reason="compiled backend not in use")
+
+SHAPES = [(1,), (5,), (0, 4), (7, 1), (13, 2), (64, 10), (3, 4, 9), (2, 300)]
+DTYPES = [np.float32, np.float64]
+ORDERS = ["C", "F", "strided"]
+TARGETS = ["labels", "soft", None]
+OPTIONS = [
+    {},
+    {"reduction": "sum"},
+    {"reduction": "mean"},
+    {"label_smoothing": 0.15, "reduction": "mean"},
+    {"class_weight": True, "sample_weight": True},
+    {"class_weight": True, "label_smoothing": 0.3, "reduction": "mean", "ignore_index": True},
+    {"sample_weight": True, "reduction": "sum", "ignore_index": True},
+]
+TARGET_FUNCTIONS = ["loss", "gradient", "loss_gradient", "loss_gradient_hessian", "hessian",
+                    "hessian_vector_product", "hessian_diagonal"]
+LAYOUTS = ["packed_upper", "packed_lower", "full"]
+
+
+def _with_order(arr, order):
+    if order == "F":
+        return np.asfortranarray(arr)
+    if order == "strided":
+        padded = np.repeat(arr, 2, axis=-1)
+        return padded[..., ::-2][..., ::-1]  # a non-contiguous view holding the same values
+    return arr
+
+
+def _make_case(shape, dtype, order, target, options, rng):
+    n_classes = shape[-1]
+    z = (rng.standard_normal(shape) * 4).astype(dtype)
+    if z.size > 3:
+        z.flat[1] = -np.inf  # a masked class
+    batch = shape[:-1]
+    kwargs = {}
+    y = None
+    if target == "labels":
+        y = rng.integers(0, n_classes, size=batch)
+        if options.get("ignore_index") and y.size:
+            y.flat[0] = -100
+            kwargs["ignore_index"] = -100
+    elif target == "soft":
+        y = rng.random(shape).astype(dtype)
+    if target is not None:
+        if options.get("class_weight"):
+            kwargs["class_weight"] = rng.random(n_classes) + 0.5
+        if "label_smoothing" in options:
+            kwargs["label_smoothing"] = options["label_smoothing"]
+    if options.get("sample_weight"):
+        kwargs["sample_weight"] = rng.random(batch) + 0.1
+    if "reduction" in options:
+        kwargs["reduction"] = options["reduction"]
+    v = rng.standard_normal(shape)
+    return _with_order(z, order), y, v, kwargs
+
+
+def assert_close_ulps(actual, desired, dtype, ulps=16):
+    """Equal NaN pattern and infinities; elsewhere within `ulps` units relative to the row scale."""
+    actual, desired = np.asarray(actual), np.asarray(desired)
+    assert actual.dtype == desired.dtype and actual.shape == desired.shape
+    np.testing.assert_array_equal(np.isnan(actual), np.isnan(desired))
+    finite = np.isfinite(desired)
+    np.testing.assert_array_equal(actual[~finite & ~np.isnan(desired)], desired[~finite & ~np.isnan(desired)])
+    if not finite.any():
+        return
+    u = np.finfo(dtype).eps / 2
+    scale = np.max(np.abs(desired[finite]))
+    tol = ulps * u * (np.abs(desired[finite]) + scale) + np.finfo(dtype).tiny
+    err = np.abs(actual[finite].astype(np.float64) - desired[finite])
+    assert np.all(err <= tol), f"worst excess {np.max(err / tol):.3g} of the tolerance"
+
+
+def _target_cases():
+    for function, target, options in itertools.product(TARGET_FUNCTIONS, TARGETS, OPTIONS):
+        if target is None and function not in ("hessian", "hessian_vector_product", "hessian_diagonal"):
+            continue
+        if target is None and (set(options) - {"reduction", "sample_weight"}):
+            continue
+        if target == "soft" and options.get("ignore_index"):
+            continue
+        yield function, target, options
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("order", ORDERS)
+@pytest.mark.parametrize("function,target,options", list(_target_cases()), ids=str)
+def test_compiled_equals_reference(function, target, options, order, shape, dtype, rng):
+    z, y, v, kwargs = _make_case(shape, dtype, order, target, options, rng)
+    args = (z, v) if function == "hessian_vector_product" else (z,)
+    layouts = LAYOUTS if "hessian" in function and function != "hessian_diagonal" and function != "hessian_vector_product" else [None]
+    for layout in layouts:
+        extra = dict(kwargs, layout=layout) if layout else kwargs
+        got = getattr(sk, function)(*args, y, **extra)
+        want = getattr(reference, function)(*args, y, **extra)
+        for g, w in zip(got if isinstance(got, tuple) else (got,), want if isinstance(want, tuple) else (want,)):
+            assert_close_ulps(g, w, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("order", ORDERS)
+@pytest.mark.parametrize("function", ["softmax", "log_softmax"])
+def test_compiled_softmax_equals_reference(function, order, shape, dtype, rng):
+    z, _, _, _ = _make_case(shape, dtype, order, None, {}, rng)
+    assert_close_ulps(getattr(sk, function)(z), getattr(reference, function)(z), dtype)
+
+
+@pytest.mark.parametrize("num_threads", [None, 1, 2, 3])
+def test_results_do_not_depend_on_thread_count(num_threads, rng):
+    z = rng.standard_normal((20000, 7))
+    y = rng.integers(0, 7, 20000)
+    baseline = sk.loss_gradient_hessian(z, y, reduction="mean", num_threads=1)
+    for got, want in zip(sk.loss_gradient_hessian(z, y, reduction="mean", num_threads=num_threads), baseline):
+        np.testing.assert_array_equal(got, want)
