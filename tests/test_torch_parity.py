@@ -44,7 +44,7 @@ BATCH_LAYOUTS = {"NK": ((7,), 5), "NKd": ((3, 2), 4)}
 
 @dataclass(frozen=True)
 class Case:
-    target: str  # "labels", "soft" (probabilities) or "none" (y=None: Hessian-type functions only)
+    target: str  # "labels", "soft" (probabilities), "soft-raw" (any reals) or "none" (y=None: Hessians only)
     class_weight: bool
     label_smoothing: float
     ignore_index: int | None
@@ -78,6 +78,10 @@ def _cases():
         cases.append(Case("soft", True, 0.1, None, True, reduction))
         cases.append(Case("none", False, 0.0, None, False, reduction))
         cases.append(Case("none", False, 0.0, None, True, reduction))
+        # full smoothing, and soft targets that are any reals (rows need not sum to 1, c may be < 0)
+        cases.append(Case("labels", True, 1.0, 2, False, reduction))
+        cases.append(Case("soft-raw", False, 0.0, None, False, reduction))
+        cases.append(Case("soft-raw", True, 0.3, None, True, reduction))
     return cases
 
 
@@ -122,6 +126,8 @@ def make_problem(case: Case, dtype, layout: str, seed: int = 0) -> Problem:
             flat[-1] = case.ignore_index
     elif case.target == "soft":
         y = rng.dirichlet(np.ones(n_classes), size=batch).astype(dtype)
+    elif case.target == "soft-raw":
+        y = rng.normal(scale=1.5, size=batch + (n_classes,)).astype(dtype)
     class_weight = rng.uniform(0.3, 2.0, size=n_classes).astype(dtype) if case.class_weight else None
     sample_weight = rng.uniform(0.2, 3.0, size=batch).astype(dtype) if case.sample_weight else None
     return Problem(case, dtype, z, y, v, class_weight, sample_weight)
@@ -250,7 +256,8 @@ def test_matches_torch(backend, case, dtype, layout):
         hess_expected = expected["hessian_full"] if layout_name == "full" else pack_by_spec(
             expected["hessian_full"], layout_name
         )
-        assert_close(backend.hessian(z, y, layout=layout_name, **options), hess_expected, dtype, f"hessian {layout_name}")
+        hess = backend.hessian(z, y, layout=layout_name, **options)
+        assert_close(hess, hess_expected, dtype, f"hessian {layout_name}")
     assert_close(
         backend.hessian_vector_product(z, v, y, **options),
         expected["hessian_vector_product"],
@@ -370,7 +377,7 @@ def test_masked_class_with_zero_target_weight_contributes_zero_not_nan(backend, 
     finite value so negative that exp underflows to exactly 0."""
     z = np.array(z, dtype=dtype)
     y = np.array(y, dtype=dtype if np.ndim(y) == 2 else np.int64)
-    options = {key: np.array(value, dtype=dtype) if isinstance(value, list) else value for key, value in options.items()}
+    options = {key: np.array(val, dtype=dtype) if isinstance(val, list) else val for key, val in options.items()}
     case = Case(
         "soft" if y.ndim == 2 else "labels",
         "class_weight" in options,
@@ -390,14 +397,16 @@ def test_masked_class_with_zero_target_weight_contributes_zero_not_nan(backend, 
     grad = backend.gradient(z, y, reduction=reduction, **options)
     assert_close(grad, expected["gradient"], dtype, "gradient")
     assert np.all(grad[masked] == 0)
-    assert_close(backend.hessian(z, y, reduction=reduction, layout="full", **options), expected["hessian_full"], dtype, "hessian")
+    hess = backend.hessian(z, y, reduction=reduction, layout="full", **options)
+    assert_close(hess, expected["hessian_full"], dtype, "hessian")
     assert_close(
         backend.hessian_vector_product(z, np.ones_like(z), y, reduction=reduction, **options),
         expected["hessian_vector_product"],
         dtype,
         "hessian_vector_product",
     )
-    assert_close(backend.hessian_diagonal(z, y, reduction=reduction, **options), expected["hessian_diagonal"], dtype, "diag")
+    diagonal = backend.hessian_diagonal(z, y, reduction=reduction, **options)
+    assert_close(diagonal, expected["hessian_diagonal"], dtype, "hessian_diagonal")
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)

@@ -15,8 +15,82 @@ typedef int64_t sk_index;
 enum { SK_TARGET_NONE = 0, SK_TARGET_LABELS = 1, SK_TARGET_SOFT = 2 };
 enum { SK_LAYOUT_PACKED_UPPER = 0, SK_LAYOUT_PACKED_LOWER = 1, SK_LAYOUT_FULL = 2 };
 
-/* Scratch doubles a row kernel needs per thread: e, s and -c*s, K each. */
-#define SK_SCRATCH_PER_CLASS 3
+/* Helpers are forced inline into the dispatched kernels: a helper left out of line
+ * would be compiled for the baseline ISA only, whatever clone calls it. */
+#if defined(__GNUC__) || defined(__clang__)
+#define SK_INLINE static inline __attribute__((always_inline))
+#elif defined(_MSC_VER)
+#define SK_INLINE static __forceinline
+#else
+#define SK_INLINE static inline
+#endif
+
+/* Runtime dispatch: GCC builds each block kernel for x86-64-v4 (AVX-512), x86-64-v3
+ * (AVX2 + FMA) and the baseline, and picks one at load time from the CPU (an ifunc);
+ * a portable wheel thus runs the widest SIMD the machine has. Elsewhere: one build. */
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12 && defined(__x86_64__) && defined(__linux__) && \
+    !defined(SK_NO_DISPATCH)
+#define SK_DISPATCH __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#define SK_HAS_DISPATCH 1
+#else
+#define SK_DISPATCH
+#define SK_HAS_DISPATCH 0
+#endif
+
+/* OpenMP SIMD directives (active with -fopenmp or -fopenmp-simd, also in the serial
+ * build): they let the compiler vectorise reductions (max, sums) by reordering them,
+ * which it must not do on its own without -ffast-math. Ignored elsewhere. */
+#define SK_PRAGMA(text) _Pragma(#text)
+#define SK_SIMD SK_PRAGMA(omp simd)
+#define SK_SIMD_REDUCE(...) SK_PRAGMA(omp simd reduction(__VA_ARGS__))
+
+/* Independent TwoSum accumulators: a 512-bit register of doubles. */
+#define SK_SUM_LANES 8
+
+/* Rows are processed in blocks of about this many elements: the strip of exp values
+ * stays in L1 and per-row work (log1p) runs vectorised over the block's rows. */
+#define SK_STRIP_ELEMENTS 2048
+#define SK_MAX_BLOCK_ROWS 256
+
+enum { SK_ROW_VALID = 0, SK_ROW_INVALID = 1, SK_ROW_IGNORED = 2 };
+
+/* Per-thread scratch of a block, carved out of one array of doubles. */
+typedef struct {
+    void *strip;           /* rows * K values of the kernel's real type: z - m, then exp */
+    double *s;             /* K: the softmax of the current row */
+    double *minus_cs;      /* K: -c s of the current row (Hessian) */
+    double *row_max;       /* per row of the block */
+    double *sum_excl;      /* T per row */
+    double *log1p_sum;     /* log1p(T) per row */
+    unsigned char *status; /* SK_ROW_* per row */
+} sk_block;
+
+static inline sk_index sk_block_rows(sk_index n_classes)
+{
+    sk_index rows = SK_STRIP_ELEMENTS / n_classes;
+    return rows < 1 ? 1 : rows > SK_MAX_BLOCK_ROWS ? SK_MAX_BLOCK_ROWS : rows;
+}
+
+static inline sk_index sk_scratch_doubles(sk_index n_classes)
+{
+    sk_index rows = sk_block_rows(n_classes);
+    return rows * n_classes + 2 * n_classes + 3 * rows + (rows + 7) / 8 + 8;
+}
+
+SK_INLINE sk_block sk_block_layout(double *scratch, sk_index n_classes, sk_index n_rows)
+{
+    (void)n_rows;
+    sk_index rows = sk_block_rows(n_classes);
+    sk_block blk;
+    blk.strip = scratch;
+    blk.s = scratch + rows * n_classes;
+    blk.minus_cs = blk.s + n_classes;
+    blk.row_max = blk.minus_cs + n_classes;
+    blk.sum_excl = blk.row_max + rows;
+    blk.log1p_sum = blk.sum_excl + rows;
+    blk.status = (unsigned char *)(blk.log1p_sum + rows);
+    return blk;
+}
 
 /* One call: base pointers of the C-contiguous (N, K) inputs and outputs (NULL when
  * absent or not wanted) and the per-call constants. Pointers are void so that
@@ -47,7 +121,8 @@ typedef struct {
     void *hessian_vector_product;
 } sk_problem;
 
-typedef void (*sk_row_fn)(const sk_problem *problem, sk_index row, double *scratch);
+/* A kernel over the rows [row_begin, row_end), at most sk_block_rows(K) of them. */
+typedef void (*sk_block_fn)(const sk_problem *problem, sk_index row_begin, sk_index row_end, double *scratch);
 
 /* Compensated accumulation with Knuth's TwoSum: err collects the exact rounding
  * error of every addition, so a sum of n terms is accurate to about one rounding
@@ -57,7 +132,7 @@ typedef struct {
     double err;
 } sk_acc;
 
-static inline void sk_acc_add(sk_acc *acc, double x)
+SK_INLINE void sk_acc_add(sk_acc *acc, double x)
 {
     double t = acc->sum + x;
     double bp = t - acc->sum;
@@ -65,7 +140,7 @@ static inline void sk_acc_add(sk_acc *acc, double x)
     acc->sum = t;
 }
 
-static inline double sk_acc_value(const sk_acc *acc)
+SK_INLINE double sk_acc_value(const sk_acc *acc)
 {
     /* An infinite sum makes err NaN (inf - inf); the sum itself is then the answer. */
     return isfinite(acc->sum) ? acc->sum + acc->err : acc->sum;
@@ -79,17 +154,17 @@ typedef struct {
     sk_acc lane[SK_LANES];
 } sk_lanes;
 
-static inline void sk_lanes_init(sk_lanes *acc)
+SK_INLINE void sk_lanes_init(sk_lanes *acc)
 {
     memset(acc, 0, sizeof(*acc));
 }
 
-static inline void sk_lanes_add(sk_lanes *acc, sk_index k, double x)
+SK_INLINE void sk_lanes_add(sk_lanes *acc, sk_index k, double x)
 {
     sk_acc_add(&acc->lane[k & (SK_LANES - 1)], x);
 }
 
-static inline double sk_lanes_value(const sk_lanes *acc)
+SK_INLINE double sk_lanes_value(const sk_lanes *acc)
 {
     sk_acc total = {0.0, 0.0};
     for (int l = 0; l < SK_LANES; ++l) {
@@ -99,7 +174,7 @@ static inline double sk_lanes_value(const sk_lanes *acc)
     return sk_acc_value(&total);
 }
 
-static inline double sk_compensated_sum(const double *x, sk_index n)
+SK_INLINE double sk_compensated_sum(const double *x, sk_index n)
 {
     sk_lanes acc;
     sk_lanes_init(&acc);
@@ -110,21 +185,28 @@ static inline double sk_compensated_sum(const double *x, sk_index n)
 
 /* LAPACK packed storage (0-based): UPLO='U' keeps H[i][j], i <= j, at j(j+1)/2 + i;
  * UPLO='L' keeps H[i][j], i >= j, at i + j(2K-j-1)/2. Mirrored by _layout.py. */
-static inline sk_index sk_packed_upper_index(sk_index i, sk_index j)
+SK_INLINE sk_index sk_packed_upper_index(sk_index i, sk_index j)
 {
     return j * (j + 1) / 2 + i;
 }
 
-static inline sk_index sk_packed_lower_index(sk_index i, sk_index j, sk_index n_classes)
+SK_INLINE sk_index sk_packed_lower_index(sk_index i, sk_index j, sk_index n_classes)
 {
     return i + j * (2 * n_classes - j - 1) / 2;
 }
 
-/* The instruction set the compiler was allowed to use for this build. */
+/* The instruction set the block kernels run with on this CPU. */
 static inline const char *sk_simd_name(void)
 {
+#if SK_HAS_DISPATCH
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("x86-64-v4"))
+        return "AVX512 (x86-64-v4)";
+    if (__builtin_cpu_supports("x86-64-v3"))
+        return "AVX2 (x86-64-v3)";
+#endif
 #if defined(__AVX512F__)
-    return "AVX512F";
+    return "AVX512";
 #elif defined(__AVX2__)
     return "AVX2";
 #elif defined(__AVX__)

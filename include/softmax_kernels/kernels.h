@@ -1,36 +1,41 @@
 /* softmax_kernels: the per-row kernels for float and double, and their lookup.
  *
  * row_kernels_impl.h is the single source of the arithmetic; it is stamped out
- * here once per real type. The Cython driver only runs the row loop.
+ * here once per real type. The Cython driver only runs the loop over blocks of rows.
  */
 #ifndef SOFTMAX_KERNELS_KERNELS_H
 #define SOFTMAX_KERNELS_KERNELS_H
 
 #include "common.h"
+#include "vmath.h"
 
 #define SK_REAL float
+#define SK_IS_DOUBLE 0
 #define SK_NAME(name) name##_f
 #include "row_kernels_impl.h"
 #undef SK_REAL
+#undef SK_IS_DOUBLE
 #undef SK_NAME
 
 #define SK_REAL double
+#define SK_IS_DOUBLE 1
 #define SK_NAME(name) name##_d
 #include "row_kernels_impl.h"
 #undef SK_REAL
+#undef SK_IS_DOUBLE
 #undef SK_NAME
 
 enum { SK_OP_SOFTMAX = 0, SK_OP_LOG_SOFTMAX = 1, SK_OP_TARGET = 2 };
 
-static inline sk_row_fn sk_row_function(int op, int is_double)
+static inline sk_block_fn sk_block_function(int op, int is_double)
 {
     switch (op) {
     case SK_OP_SOFTMAX:
-        return is_double ? sk_softmax_row_d : sk_softmax_row_f;
+        return is_double ? sk_softmax_block_d : sk_softmax_block_f;
     case SK_OP_LOG_SOFTMAX:
-        return is_double ? sk_log_softmax_row_d : sk_log_softmax_row_f;
+        return is_double ? sk_log_softmax_block_d : sk_log_softmax_block_f;
     default:
-        return is_double ? sk_target_row_d : sk_target_row_f;
+        return is_double ? sk_target_block_d : sk_target_block_f;
     }
 }
 

@@ -1,25 +1,33 @@
-/* softmax_kernels: the per-row kernels, written once for a real type.
+/* softmax_kernels: the kernels for one block of rows, written once for a real type.
  *
  * Included by kernels.h with SK_REAL (float or double) and SK_NAME(x) (suffix
- * _f or _d) defined. All arithmetic is in double: float32 inputs gain accuracy
- * for free and are rounded once on store.
+ * _f or _d) defined; vmath.h provides sk_exp_f/sk_exp_d and sk_log1p_d.
  *
  * The recipe for a row z (K classes) with target weights a (c = sum a); the
  * NumPy reference (reference.py) follows the same steps:
- *   1. m = max z, p = first arg-max; NaN or +-inf m makes the whole row NaN.
- *   2. e_k = exp(z_k - m), so e_p = 1; T = sum_{k != p} e_k; S = 1 + T.
+ *   1. m = max z; NaN anywhere, +inf, or all -inf makes the whole row NaN.
+ *   2. e_k = exp(z_k - m); e = 1 at the arg-max p; T = sum_{k != p} e_k; S = 1 + T.
  *      log S = log1p(T) keeps every digit of a tiny T (confident rows), where
  *      log(S) would round S to 1 and return 0.
  *   3. c_excl = sum_{k != p} a_k, c = c_excl + a_p, dot = sum_{a_k != 0} a_k (m - z_k).
  *   4. loss = dot + c log1p(T): non-negative terms for a >= 0, no cancellation.
- *   5. s_k = e_k / S; 1 - s_p = T / S and 1 - s_k = (S - e_k) / S for k != p
- *      (S - e_k >= S / 2 there), never 1 - s_k itself.
- *   6. g_k = c s_k - a_k (k != p); g_p = c_excl / S - a_p T / S: the dominant
- *      parts of c s_p and a_p cancel exactly on paper, not in floating point.
+ *   5. s_k = e_k / S; 1 - s_k = T / S where z_k = m (then e_k = 1, so this is exact
+ *      algebra) and (S - e_k) / S elsewhere (S - e_k >= S / 2 there), never 1 - s_k.
+ *   6. g_k = c s_k - a_k (k != p); g_p = c_excl / S - a_p T / S: the dominant parts
+ *      of c s_p and a_p cancel exactly on paper, not in floating point.
  *   7. H_ij = -(c s_max(i,j)) s_min(i,j) (bitwise symmetric), H_ii = (c s_i)(1 - s_i).
  *   8. sigma = (v_p + sum_{j != p} e_j v_j) / S; (Hv)_k = (c s_k)(v_k - sigma) for k != p,
  *      and v_p - sigma = sum_{j != p} e_j (v_p - v_j) / S for the arg-max class.
  *   9. "mean": the gradient is divided by D, the Hessian-type outputs use c / D.
+ *
+ * Rows are processed in blocks so that the expensive exp runs over one contiguous
+ * strip (SIMD lanes stay full even for K = 10) and log1p runs over the block's rows:
+ *   phase 1, per row: m and the strip d = z - m (ignored rows are not read);
+ *   phase 2, the strip: e = exp(d);
+ *   phase 3, per row: T, and whether the row is valid;
+ *   phase 4, the rows: log1p(T), when a loss or log-softmax needs it;
+ *   phase 5, per row: the outputs.
+ * float data computes exp in float (16 AVX-512 lanes) and everything else in double.
  */
 
 #ifndef SK_REAL
@@ -28,85 +36,156 @@
 
 #define SK_ROW(ptr, row, width) ((SK_REAL *)(ptr) + (sk_index)(row) * (width))
 #define SK_CROW(ptr, row, width) ((const SK_REAL *)(ptr) + (sk_index)(row) * (width))
+#define SK_EXP SK_NAME(sk_exp)
 
-/* Step 1. Returns 0 when the row has a NaN, a +inf, or only -inf logits. */
-static inline int SK_NAME(sk_row_max)(const SK_REAL *z, sk_index n_classes, double *row_max, sk_index *argmax)
+/* ---- phases 1 to 4: the statistics of a block ------------------------------------------- */
+
+SK_INLINE SK_REAL SK_NAME(sk_row_max)(const SK_REAL *z, sk_index n_classes)
 {
-    double m = z[0];
-    sk_index p = 0;
-    int has_nan = z[0] != z[0];
-    for (sk_index k = 1; k < n_classes; ++k) {
-        double x = z[k];
-        has_nan |= x != x;
-        if (x > m) {
-            m = x;
-            p = k;
+    /* A NaN never wins a comparison; it is caught later because exp(NaN - m) poisons T.
+     * The SIMD reduction may start its lanes at the lowest finite value instead of -inf:
+     * a row of only -inf then gets a finite m, and T < 0 (no term equals 1) flags it. */
+    SK_REAL m = (SK_REAL)-INFINITY;
+    SK_SIMD_REDUCE(max : m)
+    for (sk_index k = 0; k < n_classes; ++k)
+        m = z[k] > m ? z[k] : m;
+    return m;
+}
+
+/* T = sum_k e_k - 1, with a TwoSum-compensated sum in double: the sum carries its exact
+ * rounding error, and (hi - 1) is exact for hi >= 1 (e = 1 at the arg-max), so T keeps
+ * its digits even when T << 1, and ties need no special care. The lanes are
+ * independent so the compiler vectorises them; their order is fixed, so the result
+ * does not depend on threads. */
+SK_INLINE double SK_NAME(sk_sum_excl_argmax)(const SK_REAL *e, sk_index n_classes)
+{
+    double hi[SK_SUM_LANES] = {0}, lo[SK_SUM_LANES] = {0};
+    sk_index k = 0;
+    for (; k + SK_SUM_LANES <= n_classes; k += SK_SUM_LANES) {
+        SK_SIMD
+        for (int l = 0; l < SK_SUM_LANES; ++l) {
+            const double x = (double)e[k + l];
+            const double t = hi[l] + x;
+            const double bp = t - hi[l];
+            lo[l] += (hi[l] - (t - bp)) + (x - bp);
+            hi[l] = t;
         }
     }
-    *row_max = m;
-    *argmax = p;
-    return !has_nan && isfinite(m);
+    sk_acc total = {0.0, 0.0};
+    for (; k < n_classes; ++k)
+        sk_acc_add(&total, (double)e[k]);
+    for (int l = 0; l < SK_SUM_LANES; ++l) {
+        sk_acc_add(&total, hi[l]);
+        total.err += lo[l];
+    }
+    return (total.sum - 1.0) + total.err;
 }
 
-/* Step 2: fills e and returns T = sum_{k != p} e_k. */
-static inline double SK_NAME(sk_row_exp)(const SK_REAL *z, sk_index n_classes, double row_max, sk_index argmax,
-                                        double *e)
+SK_INLINE int SK_NAME(sk_row_ignored)(const sk_problem *pb, sk_index row)
 {
-    for (sk_index k = 0; k < n_classes; ++k)
-        e[k] = exp((double)z[k] - row_max);
-    e[argmax] = 0.0; /* excluded from T, restored below */
-    double sum_excl_argmax = sk_compensated_sum(e, n_classes);
-    e[argmax] = 1.0;
-    return sum_excl_argmax;
+    return pb->target_kind == SK_TARGET_LABELS && pb->has_ignore_index && pb->labels[row] == pb->ignore_index;
 }
 
-static inline void SK_NAME(sk_fill)(SK_REAL *out, sk_index n, double value)
+/* Phases 1-4 for rows [row_begin, row_begin + n_rows). */
+SK_INLINE void SK_NAME(sk_block_stats)(const sk_problem *pb, sk_index row_begin, sk_index n_rows, sk_block *blk,
+                                           int need_log1p)
+{
+    const sk_index n_classes = pb->n_classes;
+    SK_REAL *strip = (SK_REAL *)blk->strip;
+    for (sk_index i = 0; i < n_rows; ++i) {
+        SK_REAL *d = strip + i * n_classes;
+        if (SK_NAME(sk_row_ignored)(pb, row_begin + i)) {
+            blk->status[i] = SK_ROW_IGNORED;
+            blk->row_max[i] = 0.0;
+            for (sk_index k = 0; k < n_classes; ++k)
+                d[k] = 0;
+            continue;
+        }
+        const SK_REAL *z = SK_CROW(pb->z, row_begin + i, n_classes);
+        SK_REAL m = SK_NAME(sk_row_max)(z, n_classes);
+        blk->row_max[i] = m;
+        blk->status[i] = isfinite((double)m) ? SK_ROW_VALID : SK_ROW_INVALID;
+        SK_SIMD
+        for (sk_index k = 0; k < n_classes; ++k)
+            d[k] = z[k] - m;
+    }
+    const sk_index n_strip = n_rows * n_classes;
+    SK_SIMD
+    for (sk_index j = 0; j < n_strip; ++j)
+        strip[j] = SK_EXP(strip[j]);
+    for (sk_index i = 0; i < n_rows; ++i) {
+        double sum_excl = 0.0;
+        if (blk->status[i] == SK_ROW_VALID) {
+            sum_excl = SK_NAME(sk_sum_excl_argmax)(strip + i * n_classes, n_classes);
+            if (!(sum_excl >= 0.0)) /* NaN in the row, or no class at the maximum */
+                blk->status[i] = SK_ROW_INVALID;
+        }
+        blk->sum_excl[i] = blk->status[i] == SK_ROW_VALID ? sum_excl : 0.0;
+    }
+    if (need_log1p) {
+        double *log1p_sum = blk->log1p_sum;
+        const double *sum_excl = blk->sum_excl;
+        SK_SIMD
+        for (sk_index i = 0; i < n_rows; ++i)
+            log1p_sum[i] = sk_log1p_d(sum_excl[i]);
+    }
+}
+
+SK_INLINE void SK_NAME(sk_fill)(SK_REAL *out, sk_index n, double value)
 {
     for (sk_index k = 0; k < n; ++k)
         out[k] = (SK_REAL)value;
 }
 
-/* ---- softmax and log-softmax ------------------------------------------------------ */
+/* ---- softmax and log-softmax -------------------------------------------------------------- */
 
-static void SK_NAME(sk_softmax_row)(const sk_problem *pb, sk_index row, double *scratch)
+SK_DISPATCH static void SK_NAME(sk_softmax_block)(const sk_problem *pb, sk_index row_begin, sk_index row_end,
+                                                  double *scratch)
 {
-    const sk_index n_classes = pb->n_classes;
-    const SK_REAL *z = SK_CROW(pb->z, row, n_classes);
-    SK_REAL *out = SK_ROW(pb->softmax, row, n_classes);
-    double m;
-    sk_index p;
-    if (!SK_NAME(sk_row_max)(z, n_classes, &m, &p)) {
-        SK_NAME(sk_fill)(out, n_classes, NAN);
-        return;
+    const sk_index n_classes = pb->n_classes, n_rows = row_end - row_begin;
+    sk_block blk = sk_block_layout(scratch, n_classes, n_rows);
+    SK_NAME(sk_block_stats)(pb, row_begin, n_rows, &blk, 0);
+    const SK_REAL *strip = (const SK_REAL *)blk.strip;
+    for (sk_index i = 0; i < n_rows; ++i) {
+        SK_REAL *out = SK_ROW(pb->softmax, row_begin + i, n_classes);
+        if (blk.status[i] != SK_ROW_VALID) {
+            SK_NAME(sk_fill)(out, n_classes, NAN);
+            continue;
+        }
+        const SK_REAL *e = strip + i * n_classes;
+        const SK_REAL inv_sum = (SK_REAL)(1.0 / (1.0 + blk.sum_excl[i]));
+        SK_SIMD
+        for (sk_index k = 0; k < n_classes; ++k)
+            out[k] = e[k] * inv_sum;
     }
-    double *e = scratch;
-    double S = 1.0 + SK_NAME(sk_row_exp)(z, n_classes, m, p, e);
-    for (sk_index k = 0; k < n_classes; ++k)
-        out[k] = (SK_REAL)(e[k] / S);
 }
 
-static void SK_NAME(sk_log_softmax_row)(const sk_problem *pb, sk_index row, double *scratch)
+SK_DISPATCH static void SK_NAME(sk_log_softmax_block)(const sk_problem *pb, sk_index row_begin, sk_index row_end,
+                                                      double *scratch)
 {
-    const sk_index n_classes = pb->n_classes;
-    const SK_REAL *z = SK_CROW(pb->z, row, n_classes);
-    SK_REAL *out = SK_ROW(pb->log_softmax, row, n_classes);
-    double m;
-    sk_index p;
-    if (!SK_NAME(sk_row_max)(z, n_classes, &m, &p)) {
-        SK_NAME(sk_fill)(out, n_classes, NAN);
-        return;
+    const sk_index n_classes = pb->n_classes, n_rows = row_end - row_begin;
+    sk_block blk = sk_block_layout(scratch, n_classes, n_rows);
+    SK_NAME(sk_block_stats)(pb, row_begin, n_rows, &blk, 1);
+    for (sk_index i = 0; i < n_rows; ++i) {
+        const SK_REAL *z = SK_CROW(pb->z, row_begin + i, n_classes);
+        SK_REAL *out = SK_ROW(pb->log_softmax, row_begin + i, n_classes);
+        if (blk.status[i] != SK_ROW_VALID) {
+            SK_NAME(sk_fill)(out, n_classes, NAN);
+            continue;
+        }
+        const double m = blk.row_max[i], log_sum = blk.log1p_sum[i];
+        /* (z_k - m) <= 0 and -log_sum <= 0: a sum of same-sign terms (out may alias z). */
+        SK_SIMD
+        for (sk_index k = 0; k < n_classes; ++k)
+            out[k] = (SK_REAL)(((double)z[k] - m) - log_sum);
     }
-    double log_sum = log1p(SK_NAME(sk_row_exp)(z, n_classes, m, p, scratch));
-    /* (z_k - m) <= 0 and -log_sum <= 0: a sum of same-sign terms (out may alias z). */
-    for (sk_index k = 0; k < n_classes; ++k)
-        out[k] = (SK_REAL)(((double)z[k] - m) - log_sum);
 }
 
-/* ---- targets ------------------------------------------------------------------------ */
+/* ---- targets ------------------------------------------------------------------------------ */
 
 /* a_k for one row: labels a = w (eps/K) cw + w cw_y (1 - eps) onehot(y);
  * soft targets a = w cw ((1 - eps) y + eps/K). */
-static inline double SK_NAME(sk_target_weight)(const sk_problem *pb, sk_index row, double row_weight,
+SK_INLINE double SK_NAME(sk_target_weight)(const sk_problem *pb, sk_index row, double row_weight,
                                                double label_coefficient, sk_index k)
 {
     const SK_REAL *cw = (const SK_REAL *)pb->class_weight;
@@ -128,34 +207,44 @@ static inline double SK_NAME(sk_target_weight)(const sk_problem *pb, sk_index ro
 
 typedef struct {
     double row_max;
-    sk_index argmax;
-    double sum_excl_argmax; /* T */
-    double sum;             /* S = 1 + T */
-    double row_weight;      /* w */
+    sk_index argmax;          /* first arg-max; only found when needed (has_argmax) */
+    int has_argmax;
+    double sum_excl_argmax;   /* T */
+    double sum;               /* S = 1 + T */
+    double row_weight;        /* w */
     double label_coefficient; /* w cw_y (1 - eps), labels only */
-    double a_argmax;        /* a_p */
-    double c_excl;          /* sum_{k != p} a_k */
-    double c;               /* sum_k a_k (w without targets) */
-    double dot;             /* sum_{a_k != 0} a_k (m - z_k) */
-    int sparse_labels;      /* labels without smoothing: a is zero but at y */
+    double a_argmax;          /* a_p */
+    double c_excl;            /* sum_{k != p} a_k */
+    double c;                 /* sum_k a_k (w without targets) */
+    double dot;               /* sum_{a_k != 0} a_k (m - z_k) */
+    int sparse_labels;        /* labels without smoothing: a is zero but at y */
+    sk_index label;
+    int label_is_max;         /* z_y = m: y can play the arg-max class */
 } SK_NAME(sk_row_state);
 
-/* Step 3: the target sums; the labels-without-smoothing case touches one class only. */
-static inline void SK_NAME(sk_target_sums)(const sk_problem *pb, sk_index row, const SK_REAL *z,
+SK_INLINE sk_index SK_NAME(sk_first_argmax)(const SK_REAL *z, sk_index n_classes, SK_REAL m)
+{
+    sk_index p = 0;
+    while (p < n_classes - 1 && z[p] != m)
+        ++p;
+    return p;
+}
+
+/* Step 3: the target sums; labels without smoothing touch one class and need no arg-max. */
+SK_INLINE void SK_NAME(sk_target_sums)(const sk_problem *pb, sk_index row, const SK_REAL *z,
                                            SK_NAME(sk_row_state) *st)
 {
-    const sk_index p = st->argmax;
     if (pb->target_kind == SK_TARGET_NONE) {
         st->c = st->row_weight;
         return;
     }
     if (st->sparse_labels) {
-        const sk_index y = pb->labels[row];
         const double alpha = st->label_coefficient;
-        st->a_argmax = y == p ? alpha : 0.0;
-        st->c_excl = y == p ? 0.0 : alpha;
-        st->dot = alpha != 0.0 ? alpha * (st->row_max - (double)z[y]) : 0.0;
+        st->a_argmax = st->label_is_max ? alpha : 0.0;
+        st->c_excl = st->label_is_max ? 0.0 : alpha;
+        st->dot = alpha != 0.0 ? alpha * (st->row_max - (double)z[st->label]) : 0.0;
     } else {
+        const sk_index p = st->argmax;
         sk_lanes c_excl, dot;
         sk_lanes_init(&c_excl);
         sk_lanes_init(&dot);
@@ -172,43 +261,50 @@ static inline void SK_NAME(sk_target_sums)(const sk_problem *pb, sk_index row, c
     st->c = st->c_excl + st->a_argmax;
 }
 
-/* ---- outputs ------------------------------------------------------------------------ */
+/* ---- outputs ------------------------------------------------------------------------------ */
 
-static inline void SK_NAME(sk_write_gradient)(const sk_problem *pb, sk_index row, const SK_NAME(sk_row_state) *st,
-                                              const double *s, SK_REAL *g)
+SK_INLINE void SK_NAME(sk_write_gradient)(const sk_problem *pb, sk_index row, const SK_NAME(sk_row_state) *st,
+                                              const SK_REAL *e, const double *s, SK_REAL *g)
 {
-    const sk_index n_classes = pb->n_classes, p = st->argmax;
+    const sk_index n_classes = pb->n_classes;
     const double c = st->c, D = pb->denominator;
     if (st->sparse_labels) {
+        /* g_k = c s_k / D, one multiply per class; then the label's class. */
+        const SK_REAL scale = (SK_REAL)((c / st->sum) / D);
+        SK_SIMD
         for (sk_index k = 0; k < n_classes; ++k)
-            g[k] = (SK_REAL)((c * s[k]) / D);
-        const sk_index y = pb->labels[row];
-        g[y] = (SK_REAL)((c * s[y] - st->label_coefficient) / D);
-    } else {
-        for (sk_index k = 0; k < n_classes; ++k) {
-            double a = SK_NAME(sk_target_weight)(pb, row, st->row_weight, st->label_coefficient, k);
-            g[k] = (SK_REAL)((c * s[k] - a) / D);
-        }
+            g[k] = e[k] * scale;
+        const sk_index y = st->label;
+        if (st->label_is_max) /* g_y = -a_y (1 - s_y) = -a_y T / S */
+            g[y] = (SK_REAL)(-(st->label_coefficient * st->sum_excl_argmax / st->sum) / D);
+        else /* s_y <= 1/2 here: c s_y - a_y loses at most one bit */
+            g[y] = (SK_REAL)((c * s[y] - st->label_coefficient) / D);
+        return;
     }
+    for (sk_index k = 0; k < n_classes; ++k) {
+        double a = SK_NAME(sk_target_weight)(pb, row, st->row_weight, st->label_coefficient, k);
+        g[k] = (SK_REAL)((c * s[k] - a) / D);
+    }
+    const sk_index p = st->argmax;
     g[p] = (SK_REAL)((st->c_excl / st->sum - st->a_argmax * st->sum_excl_argmax / st->sum) / D);
 }
 
 /* 1 - s_k without cancellation (step 5). */
-static inline double SK_NAME(sk_one_minus_s)(const SK_NAME(sk_row_state) *st, const double *e, sk_index k)
+SK_INLINE double SK_NAME(sk_one_minus_s)(const SK_NAME(sk_row_state) *st, SK_REAL z_k, SK_REAL e_k)
 {
-    return k == st->argmax ? st->sum_excl_argmax / st->sum : (st->sum - e[k]) / st->sum;
+    return z_k == (SK_REAL)st->row_max ? st->sum_excl_argmax / st->sum : (st->sum - (double)e_k) / st->sum;
 }
 
-static inline void SK_NAME(sk_write_hessian)(const sk_problem *pb, const SK_NAME(sk_row_state) *st,
-                                             const double *e, const double *s, double *minus_cs, double coef,
-                                             SK_REAL *h)
+SK_INLINE void SK_NAME(sk_write_hessian)(const sk_problem *pb, const SK_NAME(sk_row_state) *st,
+                                             const SK_REAL *z, const SK_REAL *e, const double *s,
+                                             double *minus_cs, double coef, SK_REAL *h)
 {
     const sk_index n_classes = pb->n_classes;
     for (sk_index k = 0; k < n_classes; ++k)
         minus_cs[k] = -(coef * s[k]);
     /* H_ij = minus_cs[max(i, j)] * s[min(i, j)]: every layout stores bitwise the same numbers. */
     for (sk_index j = 0; j < n_classes; ++j) {
-        const double diag = (coef * s[j]) * SK_NAME(sk_one_minus_s)(st, e, j);
+        const double diag = (coef * s[j]) * SK_NAME(sk_one_minus_s)(st, z[j], e[j]);
         if (pb->layout == SK_LAYOUT_PACKED_UPPER) {
             SK_REAL *col = h + sk_packed_upper_index(0, j); /* H[0..j][j] */
             for (sk_index i = 0; i < j; ++i)
@@ -230,8 +326,8 @@ static inline void SK_NAME(sk_write_hessian)(const sk_problem *pb, const SK_NAME
     }
 }
 
-static inline void SK_NAME(sk_write_hessian_vector_product)(const sk_problem *pb, sk_index row,
-                                                            const SK_NAME(sk_row_state) *st, const double *e,
+SK_INLINE void SK_NAME(sk_write_hessian_vector_product)(const sk_problem *pb, sk_index row,
+                                                            const SK_NAME(sk_row_state) *st, const SK_REAL *e,
                                                             const double *s, double coef, SK_REAL *hv)
 {
     const sk_index n_classes = pb->n_classes, p = st->argmax;
@@ -241,7 +337,7 @@ static inline void SK_NAME(sk_write_hessian_vector_product)(const sk_problem *pb
     sk_lanes_init(&ev);
     sk_lanes_init(&ediff);
     for (sk_index j = 0; j < n_classes; ++j) {
-        double ej = j == p ? 0.0 : e[j];
+        double ej = j == p ? 0.0 : (double)e[j];
         sk_lanes_add(&ev, j, ej * (double)v[j]);
         sk_lanes_add(&ediff, j, ej * (v_p - (double)v[j]));
     }
@@ -251,54 +347,89 @@ static inline void SK_NAME(sk_write_hessian_vector_product)(const sk_problem *pb
     hv[p] = (SK_REAL)((coef * s[p]) * (sk_lanes_value(&ediff) / st->sum));
 }
 
-/* Everything a target call asks for, for one row; ignored rows are zero and not read. */
-static void SK_NAME(sk_target_row)(const sk_problem *pb, sk_index row, double *scratch)
+SK_INLINE void SK_NAME(sk_fill_target_row)(const sk_problem *pb, sk_index row, double fill)
 {
-    const sk_index n_classes = pb->n_classes, width = pb->hessian_width;
-    SK_REAL *g = pb->gradient ? SK_ROW(pb->gradient, row, n_classes) : NULL;
-    SK_REAL *h = pb->hessian ? SK_ROW(pb->hessian, row, width) : NULL;
-    SK_REAL *hd = pb->hessian_diagonal ? SK_ROW(pb->hessian_diagonal, row, n_classes) : NULL;
-    SK_REAL *hv = pb->hessian_vector_product ? SK_ROW(pb->hessian_vector_product, row, n_classes) : NULL;
-    const int ignored = pb->target_kind == SK_TARGET_LABELS && pb->has_ignore_index &&
-                        pb->labels[row] == pb->ignore_index;
+    const sk_index n_classes = pb->n_classes;
+    if (pb->row_loss)
+        pb->row_loss[row] = fill;
+    if (pb->gradient)
+        SK_NAME(sk_fill)(SK_ROW(pb->gradient, row, n_classes), n_classes, fill);
+    if (pb->hessian)
+        SK_NAME(sk_fill)(SK_ROW(pb->hessian, row, pb->hessian_width), pb->hessian_width, fill);
+    if (pb->hessian_diagonal)
+        SK_NAME(sk_fill)(SK_ROW(pb->hessian_diagonal, row, n_classes), n_classes, fill);
+    if (pb->hessian_vector_product)
+        SK_NAME(sk_fill)(SK_ROW(pb->hessian_vector_product, row, n_classes), n_classes, fill);
+}
+
+/* Phase 5 of a target call for one valid row. */
+SK_INLINE void SK_NAME(sk_target_row)(const sk_problem *pb, sk_index row, const sk_block *blk, sk_index i,
+                                          double *s, double *minus_cs)
+{
+    const sk_index n_classes = pb->n_classes;
     const SK_REAL *z = SK_CROW(pb->z, row, n_classes);
+    const SK_REAL *e = (const SK_REAL *)blk->strip + i * n_classes;
     SK_NAME(sk_row_state) st;
-    const int valid = !ignored && SK_NAME(sk_row_max)(z, n_classes, &st.row_max, &st.argmax);
-    if (!valid) {
-        double fill = ignored ? 0.0 : NAN;
-        if (pb->row_loss) pb->row_loss[row] = fill;
-        if (g) SK_NAME(sk_fill)(g, n_classes, fill);
-        if (h) SK_NAME(sk_fill)(h, width, fill);
-        if (hd) SK_NAME(sk_fill)(hd, n_classes, fill);
-        if (hv) SK_NAME(sk_fill)(hv, n_classes, fill);
-        return;
-    }
-    double *e = scratch, *s = scratch + n_classes, *minus_cs = scratch + 2 * n_classes;
-    st.sum_excl_argmax = SK_NAME(sk_row_exp)(z, n_classes, st.row_max, st.argmax, e);
+    st.row_max = blk->row_max[i];
+    st.sum_excl_argmax = blk->sum_excl[i];
     st.sum = 1.0 + st.sum_excl_argmax;
     st.row_weight = pb->sample_weight ? (double)((const SK_REAL *)pb->sample_weight)[row] : 1.0;
     st.sparse_labels = pb->target_kind == SK_TARGET_LABELS && pb->label_smoothing == 0.0;
     st.label_coefficient = 0.0;
+    st.label = 0;
+    st.label_is_max = 0;
     if (pb->target_kind == SK_TARGET_LABELS) {
         const SK_REAL *cw = (const SK_REAL *)pb->class_weight;
-        st.label_coefficient = (st.row_weight * (cw ? (double)cw[pb->labels[row]] : 1.0)) * pb->one_minus_eps;
+        st.label = pb->labels[row];
+        st.label_is_max = z[st.label] == (SK_REAL)st.row_max;
+        st.label_coefficient = (st.row_weight * (cw ? (double)cw[st.label] : 1.0)) * pb->one_minus_eps;
     }
+    st.has_argmax = !st.sparse_labels || pb->hessian_vector_product;
+    st.argmax = st.has_argmax ? SK_NAME(sk_first_argmax)(z, n_classes, (SK_REAL)st.row_max) : 0;
+    if (st.sparse_labels && st.has_argmax && st.label_is_max)
+        st.argmax = st.label; /* any arg-max can play p; the label's keeps the sums consistent */
     SK_NAME(sk_target_sums)(pb, row, z, &st);
-    /* The loss is complete before any output is written, so grad may alias z. */
     if (pb->row_loss)
-        pb->row_loss[row] = st.dot + st.c * log1p(st.sum_excl_argmax);
-    for (sk_index k = 0; k < n_classes; ++k)
-        s[k] = e[k] / st.sum;
-    if (g)
-        SK_NAME(sk_write_gradient)(pb, row, &st, s, g);
-    const double coef = st.c / pb->denominator;
-    if (h)
-        SK_NAME(sk_write_hessian)(pb, &st, e, s, minus_cs, coef, h);
-    if (hd)
+        pb->row_loss[row] = st.dot + st.c * blk->log1p_sum[i];
+    /* The softmax vector is needed by everything but the labels-only gradient. */
+    if (pb->hessian || pb->hessian_diagonal || pb->hessian_vector_product || !st.sparse_labels) {
+        SK_SIMD
         for (sk_index k = 0; k < n_classes; ++k)
-            hd[k] = (SK_REAL)((coef * s[k]) * SK_NAME(sk_one_minus_s)(&st, e, k));
-    if (hv)
-        SK_NAME(sk_write_hessian_vector_product)(pb, row, &st, e, s, coef, hv);
+            s[k] = (double)e[k] / st.sum;
+    } else {
+        s[st.label] = (double)e[st.label] / st.sum;
+    }
+    const double coef = st.c / pb->denominator;
+    if (pb->hessian)
+        SK_NAME(sk_write_hessian)(pb, &st, z, e, s, minus_cs, coef, SK_ROW(pb->hessian, row, pb->hessian_width));
+    if (pb->hessian_diagonal) {
+        SK_REAL *hd = SK_ROW(pb->hessian_diagonal, row, n_classes);
+        for (sk_index k = 0; k < n_classes; ++k)
+            hd[k] = (SK_REAL)((coef * s[k]) * SK_NAME(sk_one_minus_s)(&st, z[k], e[k]));
+    }
+    if (pb->hessian_vector_product)
+        SK_NAME(sk_write_hessian_vector_product)(pb, row, &st, e, s, coef,
+                                                 SK_ROW(pb->hessian_vector_product, row, n_classes));
+    /* Last: the gradient may overwrite z (in place), which the outputs above still read. */
+    if (pb->gradient)
+        SK_NAME(sk_write_gradient)(pb, row, &st, e, s, SK_ROW(pb->gradient, row, n_classes));
+}
+
+/* Everything a target call asks for, for rows [row_begin, row_end); ignored rows are zero
+ * and not read, invalid rows NaN. */
+SK_DISPATCH static void SK_NAME(sk_target_block)(const sk_problem *pb, sk_index row_begin, sk_index row_end,
+                                                 double *scratch)
+{
+    const sk_index n_rows = row_end - row_begin;
+    sk_block blk = sk_block_layout(scratch, pb->n_classes, n_rows);
+    SK_NAME(sk_block_stats)(pb, row_begin, n_rows, &blk, pb->row_loss != NULL);
+    for (sk_index i = 0; i < n_rows; ++i) {
+        const sk_index row = row_begin + i;
+        if (blk.status[i] == SK_ROW_VALID)
+            SK_NAME(sk_target_row)(pb, row, &blk, i, blk.s, blk.minus_cs);
+        else
+            SK_NAME(sk_fill_target_row)(pb, row, blk.status[i] == SK_ROW_IGNORED ? 0.0 : NAN);
+    }
 }
 
 /* The "mean" denominator: sum of w cw_y over non-ignored rows (labels), else sum of w or N. */
@@ -311,11 +442,10 @@ static double SK_NAME(sk_mean_denominator)(const sk_problem *pb, sk_index n_rows
     for (sk_index i = 0; i < n_rows; ++i) {
         double term = w ? (double)w[i] : 1.0;
         if (pb->target_kind == SK_TARGET_LABELS) {
-            const int64_t y = pb->labels[i];
-            if (pb->has_ignore_index && y == pb->ignore_index)
+            if (SK_NAME(sk_row_ignored)(pb, i))
                 continue;
             if (cw)
-                term *= (double)cw[y];
+                term *= (double)cw[pb->labels[i]];
         }
         sk_lanes_add(&acc, i, term);
     }
@@ -324,3 +454,4 @@ static double SK_NAME(sk_mean_denominator)(const sk_problem *pb, sk_index n_rows
 
 #undef SK_ROW
 #undef SK_CROW
+#undef SK_EXP

@@ -3,8 +3,8 @@
 
 It trusts its argument (``_validate.make_plan`` checked everything). The
 arithmetic lives in ``include/softmax_kernels/row_kernels_impl.h``; here we only
-pick the row kernel for the dtype, release the GIL, and spread rows over OpenMP
-threads with a static schedule and one scratch row per thread.
+pick the block kernel for the dtype, release the GIL, and spread blocks of rows
+over OpenMP threads with a static schedule and one scratch area per thread.
 """
 
 cimport numpy as cnp
@@ -42,7 +42,8 @@ cdef extern from "softmax_kernels/kernels.h" nogil:
         void *hessian
         void *hessian_diagonal
         void *hessian_vector_product
-    ctypedef void (*sk_row_fn)(const sk_problem *problem, sk_index row, double *scratch) noexcept nogil
+    ctypedef void (*sk_block_fn)(const sk_problem *problem, sk_index row_begin, sk_index row_end,
+                                 double *scratch) noexcept nogil
     enum:
         SK_TARGET_NONE
         SK_TARGET_LABELS
@@ -53,8 +54,9 @@ cdef extern from "softmax_kernels/kernels.h" nogil:
         SK_OP_SOFTMAX
         SK_OP_LOG_SOFTMAX
         SK_OP_TARGET
-        SK_SCRATCH_PER_CLASS
-    sk_row_fn sk_row_function(int op, int is_double)
+    sk_block_fn sk_block_function(int op, int is_double)
+    sk_index sk_block_rows(sk_index n_classes)
+    sk_index sk_scratch_doubles(sk_index n_classes)
     double sk_mean_denominator(const sk_problem *pb, sk_index n_rows, int is_double)
     double sk_compensated_sum(const double *x, sk_index n)
     const char *sk_simd_name()
@@ -70,7 +72,6 @@ SERIAL_GRAIN = 32768
 _TARGET_KINDS = {"none": SK_TARGET_NONE, "labels": SK_TARGET_LABELS, "soft": SK_TARGET_SOFT}
 _LAYOUTS = {"packed_upper": SK_LAYOUT_PACKED_UPPER, "packed_lower": SK_LAYOUT_PACKED_LOWER,
             "full": SK_LAYOUT_FULL}
-_INT64_MIN, _INT64_MAX = -(2 ** 63), 2 ** 63 - 1
 
 
 def build_info():
@@ -93,18 +94,20 @@ cdef inline void *_data(object arr):
     return NULL if arr is None else cnp.PyArray_DATA(<cnp.ndarray>arr)
 
 
-cdef void _run_rows(const sk_problem *pb, sk_row_fn row_fn, sk_index n_rows, double *scratch,
-                    sk_index scratch_width, int n_threads) noexcept nogil:
-    cdef sk_index i
+cdef void _run_blocks(const sk_problem *pb, sk_block_fn block_fn, sk_index n_rows, double *scratch,
+                      sk_index scratch_width, int n_threads) noexcept nogil:
+    cdef sk_index block_rows = sk_block_rows(pb.n_classes)
+    cdef sk_index n_blocks = (n_rows + block_rows - 1) // block_rows
+    cdef sk_index b
     cdef double *mine
     if n_threads == 1:
-        for i in range(n_rows):
-            row_fn(pb, i, scratch)
+        for b in range(n_blocks):
+            block_fn(pb, b * block_rows, min(n_rows, (b + 1) * block_rows), scratch)
         return
     with parallel(num_threads=n_threads):
         mine = scratch + threadid() * scratch_width
-        for i in prange(n_rows, schedule="static"):
-            row_fn(pb, i, mine)
+        for b in prange(n_blocks, schedule="static"):
+            block_fn(pb, b * block_rows, min(n_rows, (b + 1) * block_rows), mine)
 
 
 def run(plan):
@@ -139,16 +142,16 @@ def run(plan):
     pb.hessian_vector_product = _data(outputs.get("hessian_vector_product"))
 
     cdef int n_threads = thread_count(plan.num_threads, n_rows * max(n_classes, pb.hessian_width))
-    cdef sk_index scratch_width = SK_SCRATCH_PER_CLASS * n_classes
+    cdef sk_index scratch_width = sk_scratch_doubles(n_classes)
     scratch = np.empty((n_threads, scratch_width), dtype=np.float64)
     cdef double *scratch_data = <double *>_data(scratch)
-    cdef sk_row_fn row_fn = sk_row_function(op, is_double)
+    cdef sk_block_fn block_fn = sk_block_function(op, is_double)
     cdef bint mean = plan.reduction == "mean"
     with nogil:
         if mean:
             denominator = sk_mean_denominator(&pb, n_rows, is_double)
             pb.denominator = denominator
-        _run_rows(&pb, row_fn, n_rows, scratch_data, scratch_width, n_threads)
+        _run_blocks(&pb, block_fn, n_rows, scratch_data, scratch_width, n_threads)
 
     if loss_buffer is not None and loss_buffer is not outputs["loss"]:
         if plan.reduction == "none":
@@ -171,11 +174,9 @@ cdef void _describe_targets(sk_problem *pb, object plan) except *:
     pb.label_smoothing = eps
     pb.eps_over_k = eps / pb.n_classes
     pb.one_minus_eps = 1.0 - eps
-    ignore_index = plan.ignore_index
-    # A label equal to an ignore_index outside int64 cannot exist: validation saw to that.
-    if ignore_index is not None and _INT64_MIN <= ignore_index <= _INT64_MAX:
+    if plan.ignore_index is not None:  # validation mapped it into int64
         pb.has_ignore_index = 1
-        pb.ignore_index = ignore_index
+        pb.ignore_index = plan.ignore_index
     pb.labels = <const int64_t *>_data(plan.labels)
     pb.soft_targets = _data(plan.soft_targets)
     pb.sample_weight = _data(plan.sample_weight)

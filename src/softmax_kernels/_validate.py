@@ -21,6 +21,8 @@ import numpy as np
 REDUCTIONS = ("none", "sum", "mean")
 LAYOUTS = ("packed_upper", "packed_lower", "full")
 TARGET_NONE, TARGET_LABELS, TARGET_SOFT = "none", "labels", "soft"
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+IGNORED_LABEL_SENTINEL = -1
 
 # What each public operation computes and which ``out`` argument feeds each output.
 # (output kinds, required target?, uses v?, uses layout?, names of the out arguments)
@@ -147,7 +149,12 @@ def _as_labels(y: np.ndarray, batch_shape: tuple, n_classes: int, ignore_index: 
         allowed = f"[0, {n_classes})" + ("" if ignore_index is None else f" or equal to ignore_index={ignore_index}")
         where = f"y[{', '.join(map(str, position))}]" if position else "y"
         raise ValueError(f"y: expected labels in {allowed}, got {where} = {y[position]}")
-    return np.ascontiguousarray(y, dtype=np.int64).reshape(-1)
+    labels = np.ascontiguousarray(y, dtype=np.int64).reshape(-1)
+    if ignore_index is not None and not INT64_MIN <= ignore_index <= INT64_MAX:
+        # Only unsigned labels can equal an ignore_index beyond int64; give them a
+        # sentinel that survives the conversion (validation has rejected every other -1).
+        labels = np.where(y.reshape(-1) == ignore_index, IGNORED_LABEL_SENTINEL, labels)
+    return labels
 
 
 def _check_out(out, name: str, shape: tuple, dtype: np.dtype, inputs: list, may_be: object = None) -> np.ndarray:
@@ -217,7 +224,9 @@ def make_plan(
             plan.ignore_index = _check_int_option(ignore_index, "ignore_index")
         if y is None:
             if target_required:
-                raise ValueError(f"y: {operation} needs labels of shape {batch_shape} or soft targets of shape {z.shape}")
+                raise ValueError(
+                    f"y: {operation} needs labels of shape {batch_shape} or soft targets of shape {z.shape}, got None"
+                )
             for option, given in (
                 ("class_weight", class_weight is not None),
                 ("label_smoothing", plan.label_smoothing != 0.0),
@@ -281,6 +290,8 @@ def _set_targets(plan: Plan, y, z_shape: tuple) -> None:
     elif y_arr.shape == tuple(batch_shape):
         plan.target_kind = TARGET_LABELS
         plan.labels = _as_labels(y_arr, batch_shape, n_classes, plan.ignore_index)
+        if plan.ignore_index is not None and not INT64_MIN <= plan.ignore_index <= INT64_MAX:
+            plan.ignore_index = IGNORED_LABEL_SENTINEL
     else:
         raise ValueError(
             f"y: expected labels of shape {batch_shape} or soft targets of shape {tuple(z_shape)}, got shape {y_arr.shape}"
