@@ -52,13 +52,14 @@ enum { SK_LAYOUT_PACKED_UPPER = 0, SK_LAYOUT_PACKED_LOWER = 1, SK_LAYOUT_FULL = 
 #define SK_STRIP_ELEMENTS 2048
 #define SK_MAX_BLOCK_ROWS 256
 
-enum { SK_ROW_VALID = 0, SK_ROW_INVALID = 1, SK_ROW_IGNORED = 2 };
+/* VALID and EXTREME rows are computed (EXTREME in a wider type), INVALID rows are NaN,
+ * IGNORED rows zero. */
+enum { SK_ROW_VALID = 0, SK_ROW_INVALID = 1, SK_ROW_IGNORED = 2, SK_ROW_EXTREME = 3 };
 
 /* Per-thread scratch of a block, carved out of one array of doubles. */
 typedef struct {
     void *strip;           /* rows * K values of the kernel's real type: z - m, then exp */
-    double *s;             /* K: the softmax of the current row */
-    double *minus_cs;      /* K: -c s of the current row (Hessian) */
+    void *row_work;        /* 3 K values of up to long double: e, s and -c s of one row */
     double *row_max;       /* per row of the block */
     double *sum_excl;      /* T per row */
     double *log1p_sum;     /* log1p(T) per row */
@@ -71,24 +72,31 @@ static inline sk_index sk_block_rows(sk_index n_classes)
     return rows < 1 ? 1 : rows > SK_MAX_BLOCK_ROWS ? SK_MAX_BLOCK_ROWS : rows;
 }
 
+/* Offsets rounded up to 8 doubles keep every region 64-byte aligned relative to the base. */
+static inline sk_index sk_round8(sk_index n)
+{
+    return (n + 7) / 8 * 8;
+}
+
 static inline sk_index sk_scratch_doubles(sk_index n_classes)
 {
     sk_index rows = sk_block_rows(n_classes);
-    return rows * n_classes + 2 * n_classes + 3 * rows + (rows + 7) / 8 + 8;
+    const sk_index wide = (sk_index)(sizeof(long double) / sizeof(double)) + 1;
+    return sk_round8(rows * n_classes) + sk_round8(3 * wide * n_classes) + 3 * sk_round8(rows) + sk_round8(rows);
 }
 
 SK_INLINE sk_block sk_block_layout(double *scratch, sk_index n_classes, sk_index n_rows)
 {
     (void)n_rows;
     sk_index rows = sk_block_rows(n_classes);
+    const sk_index wide = (sk_index)(sizeof(long double) / sizeof(double)) + 1;
     sk_block blk;
     blk.strip = scratch;
-    blk.s = scratch + rows * n_classes;
-    blk.minus_cs = blk.s + n_classes;
-    blk.row_max = blk.minus_cs + n_classes;
-    blk.sum_excl = blk.row_max + rows;
-    blk.log1p_sum = blk.sum_excl + rows;
-    blk.status = (unsigned char *)(blk.log1p_sum + rows);
+    blk.row_work = scratch + sk_round8(rows * n_classes);
+    blk.row_max = (double *)blk.row_work + sk_round8(3 * wide * n_classes);
+    blk.sum_excl = blk.row_max + sk_round8(rows);
+    blk.log1p_sum = blk.sum_excl + sk_round8(rows);
+    blk.status = (unsigned char *)(blk.log1p_sum + sk_round8(rows));
     return blk;
 }
 

@@ -3,7 +3,8 @@
 It is the oracle of the tests and the fallback when the extension is missing
 (or ``SOFTMAX_KERNELS_BACKEND=numpy``). It follows the per-row recipe of
 ``include/softmax_kernels/row_kernels.h`` step by step, with whole-batch NumPy
-operations in float64 (float32 inputs are rounded once at the end):
+operations in float64 (float32 inputs are rounded once at the end; float64 batches
+with an extreme row compute in long double, see ``_work_dtype``):
 
 1. m = max_k z_k, p = first arg-max; the row is invalid (all NaN) if m is NaN or +-inf.
 2. e_k = exp(z_k - m) (so e_p = 1), T = sum_{k != p} e_k, S = 1 + T.
@@ -36,14 +37,36 @@ _WIDE = np.longdouble if np.finfo(np.longdouble).eps < np.finfo(np.float64).eps 
 
 
 def _accurate_sum(x: np.ndarray, axis=-1) -> np.ndarray:
-    return np.sum(x, axis=axis, dtype=_WIDE).astype(np.float64)
+    return np.sum(x, axis=axis, dtype=_WIDE).astype(x.dtype)
+
+
+def _ignored_rows(plan: Plan) -> np.ndarray:
+    if plan.target_kind == TARGET_LABELS and plan.ignore_index is not None:
+        return plan.labels == plan.ignore_index
+    return np.zeros(plan.n_rows, dtype=bool)
+
+
+def _work_dtype(plan: Plan, ignored: np.ndarray) -> type:
+    """float64, or the wider long double for float64 data with an extreme row.
+
+    A row whose finite logits span more than 600 has e_k = exp(z_k - m) near double's
+    subnormal range, where products such as c s_k (v_k - sigma) would lose the digits
+    the contract promises; the kernels compute such rows in long double, and so do we.
+    (float32 data computes in float64, which has the range to spare.)
+    """
+    if plan.dtype != np.float64 or _WIDE is np.float64 or plan.z.size == 0:
+        return np.float64
+    # Invalid rows, masked classes and ignored rows (which are not read) do not count.
+    finite = np.where(np.isfinite(plan.z) & ~ignored[:, None], plan.z, np.nan)
+    span = np.fmax.reduce(finite, axis=1) - np.fmin.reduce(finite, axis=1)
+    return np.longdouble if np.any(span > 600.0) else np.float64
 
 
 class _Row:
     """Per-row statistics of the logits (steps 1-2), for a batch at once."""
 
-    def __init__(self, z: np.ndarray, skip: np.ndarray):
-        z = np.where(skip[:, None], 0.0, z.astype(np.float64))  # ignored rows are not read
+    def __init__(self, z: np.ndarray, skip: np.ndarray, work: type = np.float64):
+        z = np.where(skip[:, None], 0.0, z.astype(work))  # ignored rows are not read
         n_classes = z.shape[1]
         self.invalid = ~np.isfinite(z.max(axis=1)) & ~skip  # NaN, +inf, or all -inf
         z = np.where(self.invalid[:, None], 0.0, z)  # keeps the arithmetic quiet; rows become NaN
@@ -67,15 +90,15 @@ class _Row:
         return np.where(self.is_p, (self.sum_excl_argmax / self.S)[:, None], other)
 
 
-def _target_weights(plan: Plan) -> tuple[np.ndarray, np.ndarray]:
-    """The dense target vectors a (N, K) in float64 and the mask of ignored rows."""
+def _target_weights(plan: Plan, work: type) -> tuple[np.ndarray, np.ndarray]:
+    """The dense target vectors a (N, K) in the work dtype and the mask of ignored rows."""
     n_rows, n_classes = plan.n_rows, plan.n_classes
     eps = plan.label_smoothing
-    w = np.ones(n_rows) if plan.sample_weight is None else plan.sample_weight.astype(np.float64)
-    cw = np.ones(n_classes) if plan.class_weight is None else plan.class_weight.astype(np.float64)
-    ignored = np.zeros(n_rows, dtype=bool)
+    w = np.ones(n_rows, work) if plan.sample_weight is None else plan.sample_weight.astype(work)
+    cw = np.ones(n_classes, work) if plan.class_weight is None else plan.class_weight.astype(work)
+    ignored = _ignored_rows(plan)
     if plan.target_kind == TARGET_SOFT:
-        t = plan.soft_targets.astype(np.float64)
+        t = plan.soft_targets.astype(work)
         if eps != 0.0:
             t = t * (1.0 - eps) + eps / n_classes
         if plan.class_weight is not None:
@@ -83,10 +106,8 @@ def _target_weights(plan: Plan) -> tuple[np.ndarray, np.ndarray]:
         return (t * w[:, None] if plan.sample_weight is not None else t), ignored
     # Labels: a = w cw_y (1 - eps) onehot(y) + w (eps/K) cw.
     labels = plan.labels
-    if plan.ignore_index is not None:
-        ignored = labels == plan.ignore_index
     safe_labels = np.where(ignored, 0, labels)
-    a = np.zeros((n_rows, n_classes))
+    a = np.zeros((n_rows, n_classes), work)
     if eps != 0.0:
         a += (w * (eps / n_classes))[:, None] * cw
     alpha = w * cw[safe_labels] * (1.0 - eps)
@@ -121,7 +142,7 @@ def _packed_or_full_hessian(row: _Row, coef: np.ndarray, layout: str) -> np.ndar
 
 
 def _hessian_vector_product(row: _Row, coef: np.ndarray, v: np.ndarray) -> np.ndarray:
-    v = np.where(row.invalid[:, None], 0.0, v.astype(np.float64))
+    v = np.where(row.invalid[:, None], 0.0, v.astype(row.z.dtype))
     v_p = row.at_p(v)
     sigma = (v_p + row.excl_p_sum(row.e * v)) / row.S
     at_p = row.excl_p_sum(row.e * (v_p[:, None] - v)) / row.S
@@ -146,12 +167,13 @@ def _run(plan: Plan) -> None:
 
 def _run_target(plan: Plan) -> None:
     out = plan.outputs
+    work = _work_dtype(plan, _ignored_rows(plan))
     if plan.target_kind == TARGET_NONE:
         a, ignored = None, np.zeros(plan.n_rows, dtype=bool)
-        coef = np.ones(plan.n_rows) if plan.sample_weight is None else plan.sample_weight.astype(np.float64)
+        coef = np.ones(plan.n_rows, work) if plan.sample_weight is None else plan.sample_weight.astype(work)
     else:
-        a, ignored = _target_weights(plan)
-    row = _Row(plan.z, ignored)
+        a, ignored = _target_weights(plan, work)
+    row = _Row(plan.z, ignored, work)
     if a is not None:
         a_p = row.at_p(a)
         c_excl = row.excl_p_sum(a)
