@@ -16,9 +16,10 @@
  *   6. g_k = c s_k - a_k (k != p); g_p = c_excl / S - a_p T / S: the dominant parts
  *      of c s_p and a_p cancel exactly on paper, not in floating point.
  *   7. H_ij = -(c s_max(i,j)) s_min(i,j) (bitwise symmetric), H_ii = (c s_i)(1 - s_i).
- *   8. sigma = (v_p + sum_{j != p} e_j v_j) / S; (Hv)_k = (c s_k)(v_k - sigma) for k != p,
+ *   8. sigma = (v_p + sum_{j != p} e_j v_j) / S; (Hv)_k = c (s_k (v_k - sigma)) for k != p,
  *      and v_p - sigma = sum_{j != p} e_j (v_p - v_j) / S for the arg-max class.
- *   9. "mean": the gradient is divided by D, the Hessian-type outputs use c / D.
+ *   9. "mean": the row weight w becomes w / D before anything else, so every output
+ *      (and each row's share of the loss) is already divided by D.
  *
  * Rows are processed in blocks so that the expensive exp runs over one contiguous
  * strip (SIMD lanes stay full even for K = 10) and log1p runs over the block's rows:

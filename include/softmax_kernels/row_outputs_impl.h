@@ -110,26 +110,26 @@ SK_INLINE void SK_MNAME(sk_write_gradient)(const sk_problem *pb, sk_index row, c
                                            const SK_MATH *e, const SK_MATH *s, SK_REAL *g)
 {
     const sk_index n_classes = pb->n_classes;
-    const SK_MATH c = st->c, D = (SK_MATH)pb->denominator;
+    const SK_MATH c = st->c;
     if (st->sparse_labels) {
-        /* g_k = c s_k / D, one multiply per class; then the label's class. */
-        const SK_MATH scale = (c / st->sum) / D;
+        /* g_k = c s_k, one multiply per class; then the label's class. */
+        const SK_MATH scale = c / st->sum;
         SK_SIMD
         for (sk_index k = 0; k < n_classes; ++k)
             g[k] = (SK_REAL)(e[k] * scale);
         const sk_index y = st->label;
         if (st->label_is_max) /* g_y = -a_y (1 - s_y) = -a_y T / S */
-            g[y] = (SK_REAL)(-(st->label_coefficient * st->sum_excl_argmax / st->sum) / D);
+            g[y] = (SK_REAL)(-(st->label_coefficient * st->sum_excl_argmax / st->sum));
         else /* s_y <= 1/2 here: c s_y - a_y loses at most one bit */
-            g[y] = (SK_REAL)((c * s[y] - st->label_coefficient) / D);
+            g[y] = (SK_REAL)(c * s[y] - st->label_coefficient);
         return;
     }
     for (sk_index k = 0; k < n_classes; ++k) {
         SK_MATH a = SK_MNAME(sk_target_weight)(pb, row, st->row_weight, st->label_coefficient, k);
-        g[k] = (SK_REAL)((c * s[k] - a) / D);
+        g[k] = (SK_REAL)(c * s[k] - a);
     }
     const sk_index p = st->argmax;
-    g[p] = (SK_REAL)((st->c_excl / st->sum - st->a_argmax * st->sum_excl_argmax / st->sum) / D);
+    g[p] = (SK_REAL)(st->c_excl / st->sum - st->a_argmax * st->sum_excl_argmax / st->sum);
 }
 
 SK_INLINE void SK_MNAME(sk_write_hessian)(const sk_problem *pb, const SK_MNAME(sk_row_state) *st, const SK_REAL *z,
@@ -177,9 +177,10 @@ SK_INLINE void SK_MNAME(sk_write_hessian_vector_product)(const sk_problem *pb, s
         SK_MNAME(sk_macc_add)(&ediff, ej * (v_p - (SK_MATH)v[j]));
     }
     const SK_MATH sigma = (v_p + SK_MNAME(sk_macc_value)(&ev)) / st->sum;
+    /* c multiplies last: a tiny c must not round s_k (v_k - sigma) into the subnormals early. */
     for (sk_index k = 0; k < n_classes; ++k)
-        hv[k] = (SK_REAL)((coef * s[k]) * ((SK_MATH)v[k] - sigma));
-    hv[p] = (SK_REAL)((coef * s[p]) * (SK_MNAME(sk_macc_value)(&ediff) / st->sum));
+        hv[k] = (SK_REAL)(coef * (s[k] * ((SK_MATH)v[k] - sigma)));
+    hv[p] = (SK_REAL)(coef * (s[p] * (SK_MNAME(sk_macc_value)(&ediff) / st->sum)));
 }
 
 /* Steps 3-9 for one valid row; e holds exp(z_k - m), T = sum_excl_argmax. */
@@ -192,7 +193,10 @@ SK_INLINE void SK_MNAME(sk_target_outputs)(const sk_problem *pb, sk_index row, S
     st.row_max = row_max;
     st.sum_excl_argmax = sum_excl;
     st.sum = 1 + sum_excl;
-    st.row_weight = pb->sample_weight ? (SK_MATH)((const SK_REAL *)pb->sample_weight)[row] : 1;
+    /* "mean" folds 1/D into the row weight, before any product can underflow (a tiny w
+     * with D = w must give the same digits as w = D = 1). */
+    st.row_weight = (pb->sample_weight ? (SK_MATH)((const SK_REAL *)pb->sample_weight)[row] : 1) /
+                    (SK_MATH)pb->denominator;
     st.sparse_labels = pb->target_kind == SK_TARGET_LABELS && pb->label_smoothing == 0.0;
     st.label_coefficient = 0;
     st.label = 0;
@@ -220,7 +224,7 @@ SK_INLINE void SK_MNAME(sk_target_outputs)(const sk_problem *pb, sk_index row, S
     } else {
         s[st.label] = e[st.label] / st.sum;
     }
-    const SK_MATH coef = st.c / (SK_MATH)pb->denominator;
+    const SK_MATH coef = st.c;
     if (pb->hessian)
         SK_MNAME(sk_write_hessian)(pb, &st, z, e, s, minus_cs, coef, SK_ROW(pb->hessian, row, pb->hessian_width));
     if (pb->hessian_diagonal) {

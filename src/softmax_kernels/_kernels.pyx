@@ -10,6 +10,7 @@ over OpenMP threads with a static schedule and one scratch area per thread.
 cimport numpy as cnp
 from cython.parallel cimport parallel, prange, threadid
 from libc.stdint cimport int64_t
+from libc.math cimport NAN
 from libc.string cimport memset
 
 import numpy as np
@@ -157,9 +158,9 @@ def run(plan):
         if plan.reduction == "none":
             outputs["loss"][...] = loss_buffer
         else:
-            total = sk_compensated_sum(pb.row_loss, n_rows)
-            if plan.reduction == "mean":
-                total = total / denominator  # 0 / 0 = NaN for no counted rows, as torch
+            total = sk_compensated_sum(pb.row_loss, n_rows)  # "mean": rows carry their 1/D
+            if plan.reduction == "mean" and denominator == 0:
+                total = NAN  # no counted rows: NaN, as torch
             outputs["loss"][...] = total
 
 

@@ -15,9 +15,10 @@ with an extreme row compute in long double, see ``_work_dtype``):
 5. s_k = e_k / S;  1 - s_p = T / S;  1 - s_k = (S - e_k) / S  (k != p, S - e_k >= S/2).
 6. g_k = c s_k - a_k (k != p);  g_p = c_excl s_p - a_p T / S  (no cancellation in c s_p - a_p).
 7. H_ij = -c s_i s_j,  H_ii = c s_i (1 - s_i).
-8. sigma = (v_p + sum_{j != p} e_j v_j) / S;  (Hv)_k = c s_k (v_k - sigma) (k != p),
+8. sigma = (v_p + sum_{j != p} e_j v_j) / S;  (Hv)_k = c (s_k (v_k - sigma)) (k != p),
    (Hv)_p = c s_p sum_{j != p} e_j (v_p - v_j) / S  (v_p - sigma without cancellation).
-9. "mean" divides every per-row output of non-ignored rows by the denominator D.
+9. "mean" divides the row weights by the denominator D first, so no product of a tiny
+   weight underflows before the division.
 
 Sums over classes and rows accumulate in extended precision where the platform
 has it (``np.longdouble`` wider than float64), otherwise NumPy's pairwise sum.
@@ -90,20 +91,24 @@ class _Row:
         return np.where(self.is_p, (self.sum_excl_argmax / self.S)[:, None], other)
 
 
-def _target_weights(plan: Plan, work: type) -> tuple[np.ndarray, np.ndarray]:
-    """The dense target vectors a (N, K) in the work dtype and the mask of ignored rows."""
+def _row_weights(plan: Plan, work: type, denominator: float) -> np.ndarray:
+    """w / D: "mean" folds its denominator into the row weights (step 9)."""
+    w = np.ones(plan.n_rows, work) if plan.sample_weight is None else plan.sample_weight.astype(work)
+    return w / denominator if plan.reduction == "mean" else w
+
+
+def _target_weights(plan: Plan, work: type, w: np.ndarray, ignored: np.ndarray) -> np.ndarray:
+    """The dense target vectors a (N, K) in the work dtype, for row weights w."""
     n_rows, n_classes = plan.n_rows, plan.n_classes
     eps = plan.label_smoothing
-    w = np.ones(n_rows, work) if plan.sample_weight is None else plan.sample_weight.astype(work)
     cw = np.ones(n_classes, work) if plan.class_weight is None else plan.class_weight.astype(work)
-    ignored = _ignored_rows(plan)
     if plan.target_kind == TARGET_SOFT:
         t = plan.soft_targets.astype(work)
         if eps != 0.0:
             t = t * (1.0 - eps) + eps / n_classes
         if plan.class_weight is not None:
             t = t * cw
-        return (t * w[:, None] if plan.sample_weight is not None else t), ignored
+        return t * w[:, None]
     # Labels: a = w cw_y (1 - eps) onehot(y) + w (eps/K) cw.
     labels = plan.labels
     safe_labels = np.where(ignored, 0, labels)
@@ -113,7 +118,7 @@ def _target_weights(plan: Plan, work: type) -> tuple[np.ndarray, np.ndarray]:
     alpha = w * cw[safe_labels] * (1.0 - eps)
     np.put_along_axis(a, safe_labels[:, None], (np.take_along_axis(a, safe_labels[:, None], 1)[:, 0] + alpha)[:, None], 1)
     a[ignored] = 0.0
-    return a, ignored
+    return a
 
 
 def _mean_denominator(plan: Plan, ignored: np.ndarray) -> float:
@@ -147,7 +152,7 @@ def _hessian_vector_product(row: _Row, coef: np.ndarray, v: np.ndarray) -> np.nd
     sigma = (v_p + row.excl_p_sum(row.e * v)) / row.S
     at_p = row.excl_p_sum(row.e * (v_p[:, None] - v)) / row.S
     centred = np.where(row.is_p, at_p[:, None], v - sigma[:, None])
-    return coef[:, None] * row.s * centred
+    return coef[:, None] * (row.s * centred)
 
 
 def _run(plan: Plan) -> None:
@@ -167,18 +172,20 @@ def _run(plan: Plan) -> None:
 
 def _run_target(plan: Plan) -> None:
     out = plan.outputs
-    work = _work_dtype(plan, _ignored_rows(plan))
+    ignored = _ignored_rows(plan)
+    work = _work_dtype(plan, ignored)
+    denominator = _mean_denominator(plan, ignored) if plan.reduction == "mean" else 1.0
+    with np.errstate(divide="ignore"):
+        w = _row_weights(plan, work, denominator)
     if plan.target_kind == TARGET_NONE:
-        a, ignored = None, np.zeros(plan.n_rows, dtype=bool)
-        coef = np.ones(plan.n_rows, work) if plan.sample_weight is None else plan.sample_weight.astype(work)
+        a, coef = None, w
     else:
-        a, ignored = _target_weights(plan, work)
+        a = _target_weights(plan, work, w, ignored)
     row = _Row(plan.z, ignored, work)
     if a is not None:
         a_p = row.at_p(a)
         c_excl = row.excl_p_sum(a)
         coef = c_excl + a_p
-    denominator = _mean_denominator(plan, ignored) if plan.reduction == "mean" else 1.0
 
     def finish(values: np.ndarray) -> np.ndarray:
         """Zero the ignored rows and fill the invalid ones with NaN."""
@@ -190,15 +197,13 @@ def _run_target(plan: Plan) -> None:
         per_row = finish(dot + coef * np.log1p(row.sum_excl_argmax))
         if plan.reduction == "none":
             _store(out["loss"], per_row)
-        else:
-            total = _accurate_sum(per_row, axis=None)
-            _store(out["loss"], total / denominator if plan.reduction == "mean" else total)
+        else:  # "mean": the rows carry their 1/D; no counted rows give NaN, as torch
+            empty_mean = plan.reduction == "mean" and denominator == 0
+            _store(out["loss"], np.nan if empty_mean else _accurate_sum(per_row, axis=None))
     if "gradient" in out:
         grad = coef[:, None] * row.s - a
         grad_p = c_excl / row.S - a_p * row.sum_excl_argmax / row.S
-        _store(out["gradient"], finish(np.where(row.is_p, grad_p[:, None], grad) / denominator))
-    # The Hessian-type outputs scale c by 1/D once, as the kernels do.
-    coef = coef / denominator
+        _store(out["gradient"], finish(np.where(row.is_p, grad_p[:, None], grad)))
     if "hessian" in out:
         _store(out["hessian"], finish(_packed_or_full_hessian(row, coef, plan.layout)))
     if "hessian_diagonal" in out:

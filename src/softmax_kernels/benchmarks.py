@@ -1,0 +1,236 @@
+"""Benchmark cases and peer adapters: the one list shared by ``bench/`` and ``bench/report.py``.
+
+A case is an operation on a synthetic batch (no downloads). For each case,
+:func:`implementations` returns zero-argument callables that compute the same
+thing with softmax_kernels (compiled), the NumPy reference, every importable
+peer (PyTorch, scikit-learn, JAX, a dense NumPy Hessian, ``torch.func`` /
+JAX ``vmap(hessian)``) and the "copy" floor: ``np.copyto`` of the same bytes
+the operation must at least read or write. Peers are optional and simply absent
+when they cannot be imported. Everything runs single-threaded: the comparison is
+per core (``num_threads=1``, ``torch.set_num_threads(1)``, threadpoolctl).
+"""
+
+from __future__ import annotations
+
+import importlib
+import statistics
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+import softmax_kernels as sk
+
+OPERATIONS = ("loss_gradient", "hessian", "hessian_vector_product")
+
+
+@dataclass(frozen=True)
+class Case:
+    operation: str
+    dtype: str
+    n_rows: int
+    n_classes: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.operation}-{self.dtype}-{self.n_rows}x{self.n_classes}"
+
+
+def _cases(shapes: dict) -> list[Case]:
+    return [
+        Case(operation, dtype, n_rows, n_classes)
+        for operation, operation_shapes in shapes.items()
+        for dtype in ("float32", "float64")
+        for n_rows, n_classes in operation_shapes
+    ]
+
+
+# The performance goals are stated for these shapes.
+CASES = _cases(
+    {
+        "loss_gradient": [(1_000_000, 10), (100_000, 100), (10_000, 1000)],
+        "hessian": [(100_000, 10), (10_000, 100)],
+        "hessian_vector_product": [(1_000_000, 10)],
+    }
+)
+# Small versions of the same, for smoke tests and `--quick` runs.
+QUICK_CASES = _cases(
+    {
+        "loss_gradient": [(20_000, 10), (2_000, 100), (200, 1000)],
+        "hessian": [(2_000, 10), (200, 100)],
+        "hessian_vector_product": [(20_000, 10)],
+    }
+)
+
+
+@lru_cache(maxsize=4)
+def make_inputs(case: Case, seed: int = 0) -> dict:
+    """Logits ~ 3 N(0, 1), uniform labels, a random vector v; the same for every implementation."""
+    rng = np.random.default_rng(seed)
+    shape = (case.n_rows, case.n_classes)
+    return {
+        "z": (3.0 * rng.standard_normal(shape)).astype(case.dtype),
+        "y": rng.integers(0, case.n_classes, case.n_rows),
+        "v": rng.standard_normal(shape).astype(case.dtype),
+    }
+
+
+def _optional(module: str):
+    try:
+        return importlib.import_module(module)
+    except Exception:  # a broken optional install is as good as an absent one
+        return None
+
+
+def _ours(case: Case, inputs: dict, module) -> callable:
+    z, y, v = inputs["z"], inputs["y"], inputs["v"]
+    kwargs = {"num_threads": 1} if module is sk else {}
+    if case.operation == "loss_gradient":
+        loss, grad = np.empty(case.n_rows, z.dtype), np.empty_like(z)
+        return lambda: module.loss_gradient(z, y, loss_out=loss, grad_out=grad, **kwargs)
+    if case.operation == "hessian":
+        hess = np.empty((case.n_rows, case.n_classes * (case.n_classes + 1) // 2), z.dtype)
+        return lambda: module.hessian(z, out=hess, **kwargs)
+    out = np.empty_like(z)
+    return lambda: module.hessian_vector_product(z, v, out=out, **kwargs)
+
+
+def _copy_floor(case: Case, inputs: dict) -> callable:
+    z, v = inputs["z"], inputs["v"]
+    if case.operation == "loss_gradient":
+        dest = np.empty_like(z)
+        return lambda: np.copyto(dest, z)
+    if case.operation == "hessian":
+        src = np.ones((case.n_rows, case.n_classes * (case.n_classes + 1) // 2), z.dtype)
+        dest = np.empty_like(src)
+        return lambda: np.copyto(dest, src)
+    dest_z, dest_v = np.empty_like(z), np.empty_like(v)
+    return lambda: (np.copyto(dest_z, z), np.copyto(dest_v, v))
+
+
+def _numpy_dense_hessian(z: np.ndarray) -> np.ndarray:
+    """What a careful NumPy user writes: a stable softmax, then diag(s) - s s^T per row."""
+    s = np.exp(z - z.max(axis=1, keepdims=True))
+    s /= s.sum(axis=1, keepdims=True)
+    hess = -s[:, :, None] * s[:, None, :]
+    idx = np.arange(z.shape[1])
+    hess[:, idx, idx] += s
+    return hess
+
+
+def _torch_adapters(case: Case, inputs: dict) -> dict:
+    torch = _optional("torch")
+    if torch is None:
+        return {}
+    torch.set_num_threads(1)
+    z = torch.from_numpy(inputs["z"])
+    y = torch.from_numpy(inputs["y"])
+    if case.operation == "loss_gradient":
+
+        def loss_gradient():
+            zz = z.detach().requires_grad_(True)
+            loss = torch.nn.functional.cross_entropy(zz, y, reduction="none")
+            loss.sum().backward()
+            return loss, zz.grad
+
+        return {"torch": loss_gradient}
+    func = getattr(torch, "func", None)
+    if case.operation == "hessian" and func is not None:
+        row_hessian = func.vmap(func.hessian(lambda row: torch.logsumexp(row, dim=0)))
+        return {"torch.func vmap(hessian)": lambda: row_hessian(z)}
+    return {}
+
+
+def _sklearn_adapters(case: Case, inputs: dict) -> dict:
+    loss_module = _optional("sklearn._loss.loss")
+    if loss_module is None or case.operation != "loss_gradient":
+        return {}
+    loss = loss_module.HalfMultinomialLoss(n_classes=case.n_classes)
+    z = inputs["z"]
+    y = inputs["y"].astype(z.dtype)
+    return {"scikit-learn": lambda: loss.loss_gradient(y_true=y, raw_prediction=z, n_threads=1)}
+
+
+def _jax_adapters(case: Case, inputs: dict) -> dict:
+    jax = _optional("jax")
+    if jax is None:
+        return {}
+    jnp = jax.numpy
+    z = jnp.asarray(inputs["z"])
+    y = jnp.asarray(inputs["y"])
+    if case.operation == "loss_gradient":
+
+        def total_loss(zz):
+            log_p = jax.nn.log_softmax(zz, axis=1)
+            return -jnp.take_along_axis(log_p, y[:, None], axis=1).sum()
+
+        step = jax.jit(jax.value_and_grad(total_loss))
+        return {"jax jit(value_and_grad)": lambda: jax.block_until_ready(step(z))}
+    if case.operation == "hessian":
+        row_hessian = jax.jit(jax.vmap(jax.hessian(jax.nn.logsumexp)))
+        return {"jax jit(vmap(hessian))": lambda: jax.block_until_ready(row_hessian(z))}
+    return {}
+
+
+def implementations(case: Case) -> dict:
+    """Name -> zero-argument callable computing the case, for every available implementation."""
+    inputs = make_inputs(case)
+    found = {
+        "softmax_kernels": _ours(case, inputs, sk),
+        "reference": _ours(case, inputs, sk.reference),
+        "copy floor": _copy_floor(case, inputs),
+    }
+    if case.operation == "hessian":
+        found["numpy dense"] = lambda: _numpy_dense_hessian(inputs["z"])
+    for adapters in (_torch_adapters, _sklearn_adapters, _jax_adapters):
+        found.update(adapters(case, inputs))
+    return found
+
+
+def median_time(function: callable, repeats: int = 7, min_time: float = 0.2) -> float:
+    """Median wall time of one call over at least `repeats` calls (after a warm-up call)."""
+    function()
+    times = []
+    start = time.perf_counter()
+    while len(times) < repeats or (time.perf_counter() - start < min_time and len(times) < 100):
+        begin = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - begin)
+    return statistics.median(times)
+
+
+def run_suite(cases: list[Case], repeats: int = 7, progress=None) -> list[dict]:
+    """Time every available implementation of every case side by side in this process.
+
+    Returns one record per (case, implementation) with the median seconds and the
+    ratios to the copy floor and to softmax_kernels.
+    """
+    threadpoolctl = _optional("threadpoolctl")
+    limits = threadpoolctl.threadpool_limits(1) if threadpoolctl is not None else None
+    records = []
+    try:
+        for case in cases:
+            timings = {}
+            for name, function in implementations(case).items():
+                if progress is not None:
+                    progress(case, name)
+                timings[name] = median_time(function, repeats=repeats)
+            for name, seconds in timings.items():
+                records.append(
+                    {
+                        "case": case.name,
+                        "operation": case.operation,
+                        "dtype": case.dtype,
+                        "shape": [case.n_rows, case.n_classes],
+                        "implementation": name,
+                        "median_s": seconds,
+                        "ratio_to_floor": seconds / timings["copy floor"],
+                        "ratio_to_softmax_kernels": seconds / timings["softmax_kernels"],
+                    }
+                )
+            make_inputs.cache_clear()
+    finally:
+        if limits is not None:
+            limits.unregister()
+    return records
