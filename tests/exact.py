@@ -47,6 +47,10 @@ INF, NAN = ctx.inf, ctx.nan
 # Below this fraction of a sum, "total minus one term" has lost too many of the 80 digits.
 _CANCELLED = mpf(2) ** -150
 
+# Whether gradient conditions include the documented dense-target terms (see _Row._gradient);
+# off only to compare the pure derivative conditions with numerical derivatives.
+DENSE_GRADIENT_TERMS = True
+
 OUTPUTS = ("softmax", "log_softmax", "loss", "gradient", "hessian", "hessian_diagonal", "hessian_vector_product")
 TARGET_OUTPUTS = ("loss", "gradient", "hessian", "hessian_diagonal", "hessian_vector_product")
 
@@ -578,6 +582,15 @@ class _Row:
         value = self._gradient_value(g)
         # dg_j/dz_k = H_jk = c s_j ([k = j] - s_k); dg_j/da_k = s_j - [k = j].
         cond = abs(self.c) * self.softmax_z_condition(g) + self.param_condition(g.s, -ONE, g)
+        if DENSE_GRADIENT_TERMS and (self.opts.kind == "soft" or self.opts.eps_on):
+            # The documented bound for dense targets (README, accuracy contract): g_j is the
+            # difference of two terms computed to a few u each, c s_j - a_j (at the arg-max
+            # c_excl / S - a_p T / S), and no O(K) algorithm can avoid rounding s_j before the
+            # subtraction, so their magnitudes join the condition.
+            if g.is_p:
+                cond += abs(self.c_excl / self.S) + abs(self.a_p * self.T / self.S)
+            else:
+                cond += abs(self.c * g.s) + abs(g.a)
         return value, cond
 
     def _diagonal_unit(self, g):

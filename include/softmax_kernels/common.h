@@ -51,6 +51,8 @@ enum { SK_LAYOUT_PACKED_UPPER = 0, SK_LAYOUT_PACKED_LOWER = 1, SK_LAYOUT_FULL = 
  * stays in L1 and per-row work (log1p) runs vectorised over the block's rows. */
 #define SK_STRIP_ELEMENTS 2048
 #define SK_MAX_BLOCK_ROWS 256
+/* Rows up to this many classes are processed as columns (see sk_block_stats_columns). */
+#define SK_SMALL_CLASSES 16
 
 /* VALID and EXTREME rows are computed (EXTREME in a wider type), INVALID rows are NaN,
  * IGNORED rows zero. */
@@ -60,6 +62,8 @@ enum { SK_ROW_VALID = 0, SK_ROW_INVALID = 1, SK_ROW_IGNORED = 2, SK_ROW_EXTREME 
 typedef struct {
     void *strip;           /* rows * K values of the kernel's real type: z - m, then exp */
     void *row_work;        /* 3 K values of up to long double: e, s and -c s of one row */
+    void *columns;         /* short rows: the block as columns, then the row max and min */
+    double *columns_sums;  /* short rows: TwoSum accumulators, 2 per row */
     double *row_max;       /* per row of the block */
     double *sum_excl;      /* T per row */
     double *log1p_sum;     /* log1p(T) per row */
@@ -82,7 +86,7 @@ static inline sk_index sk_scratch_doubles(sk_index n_classes)
 {
     sk_index rows = sk_block_rows(n_classes);
     const sk_index wide = (sk_index)(sizeof(long double) / sizeof(double)) + 1;
-    return sk_round8(rows * n_classes) + sk_round8(3 * wide * n_classes) + 3 * sk_round8(rows) + sk_round8(rows);
+    return 2 * sk_round8(rows * n_classes) + sk_round8(3 * wide * n_classes) + 8 * sk_round8(rows);
 }
 
 SK_INLINE sk_block sk_block_layout(double *scratch, sk_index n_classes, sk_index n_rows)
@@ -93,7 +97,9 @@ SK_INLINE sk_block sk_block_layout(double *scratch, sk_index n_classes, sk_index
     sk_block blk;
     blk.strip = scratch;
     blk.row_work = scratch + sk_round8(rows * n_classes);
-    blk.row_max = (double *)blk.row_work + sk_round8(3 * wide * n_classes);
+    blk.columns = (double *)blk.row_work + sk_round8(3 * wide * n_classes);
+    blk.columns_sums = (double *)blk.columns + sk_round8(rows * n_classes) + 2 * sk_round8(rows);
+    blk.row_max = blk.columns_sums + 2 * sk_round8(rows);
     blk.sum_excl = blk.row_max + sk_round8(rows);
     blk.log1p_sum = blk.sum_excl + sk_round8(rows);
     blk.status = (unsigned char *)(blk.log1p_sum + sk_round8(rows));

@@ -33,9 +33,11 @@
  * Extreme rows, whose finite logits span more than SK_EXTREME_GAP, would have e_k (and
  * s_k) in or near the subnormal range, where a product like c s_k (v_k - sigma) loses
  * digits the contract promises (its room for subnormal results is a few of their ulps).
- * Such rows take a scalar path in a wider type (double for float data, long double
- * for double data, where the platform's long double is wider), exact to the last bit
- * that matters. Masked classes (-inf) have s = 0 exactly and do not count.
+ * Such rows take a path in a wider type (double for float data, long double for double
+ * data, where the platform's long double is wider), exact to the last bit that matters.
+ * Masked classes (-inf) have s = 0 exactly and do not count. For float data the same
+ * double path serves gradients with dense targets (soft, or label smoothing), where
+ * c s_k - a_k may cancel and float's exp would cost digits the contract promises.
  */
 
 #ifndef SK_REAL
@@ -111,8 +113,9 @@ SK_INLINE int SK_NAME(sk_row_ignored)(const sk_problem *pb, sk_index row)
 }
 
 /* Phases 1-4 for rows [row_begin, row_begin + n_rows). */
-SK_INLINE void SK_NAME(sk_block_stats)(const sk_problem *pb, sk_index row_begin, sk_index n_rows, sk_block *blk,
-                                           int need_log1p, int detect_extreme)
+/* Phases 1-3 row by row: for rows long enough to fill the SIMD lanes. */
+SK_INLINE void SK_NAME(sk_block_stats_rows)(const sk_problem *pb, sk_index row_begin, sk_index n_rows, sk_block *blk,
+                                            int detect_extreme)
 {
     const sk_index n_classes = pb->n_classes;
     SK_REAL *strip = (SK_REAL *)blk->strip;
@@ -149,6 +152,84 @@ SK_INLINE void SK_NAME(sk_block_stats)(const sk_problem *pb, sk_index row_begin,
         }
         blk->sum_excl[i] = blk->status[i] == SK_ROW_INVALID || blk->status[i] == SK_ROW_IGNORED ? 0.0 : sum_excl;
     }
+}
+
+/* Phases 1-3 for short rows (K <= SK_SMALL_CLASSES): row by row, a row would use a
+ * fraction of a SIMD register and spend its time in horizontal reductions. Instead the
+ * block is transposed to columns of classes, so that every step is an elementwise
+ * operation across the block's rows (one SIMD lane per row), then transposed back. */
+SK_INLINE void SK_NAME(sk_block_stats_columns)(const sk_problem *pb, sk_index row_begin, sk_index n_rows,
+                                               sk_block *blk, int detect_extreme)
+{
+    const sk_index n_classes = pb->n_classes;
+    const SK_REAL *z = (const SK_REAL *)pb->z + row_begin * n_classes;
+    SK_REAL *strip = (SK_REAL *)blk->strip;
+    SK_REAL *columns = (SK_REAL *)blk->columns;             /* columns[k * n_rows + i] */
+    SK_REAL *row_max = columns + n_classes * n_rows;        /* n_rows each */
+    SK_REAL *row_min = row_max + n_rows;
+    double *hi = (double *)blk->columns_sums, *lo = hi + n_rows;
+    unsigned char *status = blk->status;
+    for (sk_index i = 0; i < n_rows; ++i)
+        status[i] = SK_NAME(sk_row_ignored)(pb, row_begin + i) ? SK_ROW_IGNORED : SK_ROW_VALID;
+    for (sk_index i = 0; i < n_rows; ++i) /* ignored rows are not read */
+        for (sk_index k = 0; k < n_classes; ++k)
+            columns[k * n_rows + i] = status[i] == SK_ROW_IGNORED ? (SK_REAL)0 : z[i * n_classes + k];
+    SK_SIMD
+    for (sk_index i = 0; i < n_rows; ++i) {
+        row_max[i] = (SK_REAL)-INFINITY;
+        row_min[i] = (SK_REAL)INFINITY;
+    }
+    for (sk_index k = 0; k < n_classes; ++k) {
+        const SK_REAL *col = columns + k * n_rows;
+        SK_SIMD
+        for (sk_index i = 0; i < n_rows; ++i) {
+            row_max[i] = col[i] > row_max[i] ? col[i] : row_max[i];
+            row_min[i] = col[i] < row_min[i] && col[i] != (SK_REAL)-INFINITY ? col[i] : row_min[i];
+        }
+    }
+    for (sk_index k = 0; k < n_classes; ++k) {
+        SK_REAL *col = columns + k * n_rows;
+        SK_SIMD
+        for (sk_index i = 0; i < n_rows; ++i)
+            col[i] = SK_EXP(col[i] - row_max[i]);
+    }
+    SK_SIMD
+    for (sk_index i = 0; i < n_rows; ++i)
+        hi[i] = lo[i] = 0.0;
+    for (sk_index k = 0; k < n_classes; ++k) { /* TwoSum, one accumulator per row */
+        const SK_REAL *col = columns + k * n_rows;
+        SK_SIMD
+        for (sk_index i = 0; i < n_rows; ++i) {
+            const double x = (double)col[i];
+            const double t = hi[i] + x;
+            const double bp = t - hi[i];
+            lo[i] += (hi[i] - (t - bp)) + (x - bp);
+            hi[i] = t;
+        }
+    }
+    for (sk_index i = 0; i < n_rows; ++i) {
+        const double m = (double)row_max[i];
+        const double sum_excl = (hi[i] - 1.0) + lo[i]; /* as in sk_sum_excl_argmax */
+        if (status[i] == SK_ROW_VALID && !(isfinite(m) && sum_excl >= 0.0))
+            status[i] = SK_ROW_INVALID;
+        if (detect_extreme && status[i] == SK_ROW_VALID && (double)row_min[i] - m < -SK_EXTREME_GAP)
+            status[i] = SK_ROW_EXTREME;
+        blk->row_max[i] = status[i] == SK_ROW_IGNORED ? 0.0 : m;
+        blk->sum_excl[i] = status[i] == SK_ROW_INVALID || status[i] == SK_ROW_IGNORED ? 0.0 : sum_excl;
+    }
+    for (sk_index i = 0; i < n_rows; ++i)
+        for (sk_index k = 0; k < n_classes; ++k)
+            strip[i * n_classes + k] = columns[k * n_rows + i];
+}
+
+/* Phases 1-4 for rows [row_begin, row_begin + n_rows). */
+SK_INLINE void SK_NAME(sk_block_stats)(const sk_problem *pb, sk_index row_begin, sk_index n_rows, sk_block *blk,
+                                       int need_log1p, int detect_extreme)
+{
+    if (pb->n_classes <= SK_SMALL_CLASSES)
+        SK_NAME(sk_block_stats_columns)(pb, row_begin, n_rows, blk, detect_extreme);
+    else
+        SK_NAME(sk_block_stats_rows)(pb, row_begin, n_rows, blk, detect_extreme);
     if (need_log1p) {
         double *log1p_sum = blk->log1p_sum;
         const double *sum_excl = blk->sum_excl;
@@ -237,21 +318,23 @@ SK_INLINE sk_index SK_NAME(sk_first_argmax)(const SK_REAL *z, sk_index n_classes
 #else
 #define SK_WIDE double
 #define SK_WIDE_NAME(name) SK_NAME(name##_md)
-#define SK_WIDE_EXP exp
-#define SK_WIDE_LOG1P log1p
+#define SK_WIDE_EXP sk_exp_d
+#define SK_WIDE_LOG1P sk_log1p_d
 #endif
 
-/* An extreme row, all in SK_WIDE with libm's exp and log1p: rare, so scalar is fine. */
-SK_INLINE void SK_NAME(sk_target_row_extreme)(const sk_problem *pb, sk_index row, SK_REAL row_max, void *work)
+/* A row computed all in SK_WIDE: the extreme rows, and for float data the rows whose
+ * gradient subtracts dense targets (where float's exp would cost digits). */
+SK_INLINE void SK_NAME(sk_target_row_wide)(const sk_problem *pb, sk_index row, SK_REAL row_max, void *work)
 {
     const sk_index n_classes = pb->n_classes;
     const SK_REAL *z = (const SK_REAL *)pb->z + row * n_classes;
     SK_WIDE *e = (SK_WIDE *)work, *s = e + n_classes, *minus_cs = s + n_classes;
-    SK_WIDE_NAME(sk_macc) total = {0, 0};
-    for (sk_index k = 0; k < n_classes; ++k) {
+    SK_SIMD
+    for (sk_index k = 0; k < n_classes; ++k)
         e[k] = SK_WIDE_EXP((SK_WIDE)z[k] - (SK_WIDE)row_max);
+    SK_WIDE_NAME(sk_macc) total = {0, 0};
+    for (sk_index k = 0; k < n_classes; ++k)
         SK_WIDE_NAME(sk_macc_add)(&total, e[k]);
-    }
     const SK_WIDE sum_excl = (total.sum - 1) + total.err; /* as in sk_sum_excl_argmax */
     SK_WIDE_NAME(sk_target_outputs)(pb, row, row_max, sum_excl, SK_WIDE_LOG1P(sum_excl), e, s, minus_cs);
 }
@@ -280,11 +363,16 @@ SK_DISPATCH static void SK_NAME(sk_target_block)(const sk_problem *pb, sk_index 
     sk_block blk = sk_block_layout(scratch, n_classes, n_rows);
     SK_NAME(sk_block_stats)(pb, row_begin, n_rows, &blk, pb->row_loss != NULL, 1);
     double *e = (double *)blk.row_work, *s = e + n_classes, *minus_cs = s + n_classes;
+    /* float data: a gradient c s_k - a_k with dense targets needs s_k to double precision. */
+    const int dense_gradient = !SK_IS_DOUBLE && pb->gradient &&
+                               (pb->target_kind == SK_TARGET_SOFT ||
+                                (pb->target_kind == SK_TARGET_LABELS && pb->label_smoothing != 0.0));
     for (sk_index i = 0; i < n_rows; ++i) {
         const sk_index row = row_begin + i;
         const SK_REAL m = (SK_REAL)blk.row_max[i];
         const SK_REAL *e_strip = (const SK_REAL *)blk.strip + i * n_classes;
-        switch (blk.status[i]) {
+        const int status = blk.status[i] == SK_ROW_VALID && dense_gradient ? SK_ROW_EXTREME : blk.status[i];
+        switch (status) {
         case SK_ROW_VALID:
 #if SK_IS_DOUBLE
             e = (double *)e_strip;
@@ -296,10 +384,10 @@ SK_DISPATCH static void SK_NAME(sk_target_block)(const sk_problem *pb, sk_index 
             SK_NAME(sk_target_outputs_md)(pb, row, m, blk.sum_excl[i], blk.log1p_sum[i], e, s, minus_cs);
             break;
         case SK_ROW_EXTREME:
-            SK_NAME(sk_target_row_extreme)(pb, row, m, blk.row_work);
+            SK_NAME(sk_target_row_wide)(pb, row, m, blk.row_work);
             break;
         default:
-            SK_NAME(sk_fill_target_row)(pb, row, blk.status[i] == SK_ROW_IGNORED ? 0.0 : NAN);
+            SK_NAME(sk_fill_target_row)(pb, row, status == SK_ROW_IGNORED ? 0.0 : NAN);
         }
     }
 }
