@@ -64,7 +64,7 @@ def plot(records: list, path: str) -> None:
         sys.exit("--plot needs matplotlib: pip install matplotlib")
     cases = list(dict.fromkeys(r["case"] for r in records))
     names = list(dict.fromkeys(r["implementation"] for r in records))
-    fig, ax = plt.subplots(figsize=(12, 0.5 * len(cases) + 2))
+    fig, ax = plt.subplots(figsize=(13, 0.55 * len(cases) + 2))
     height = 0.8 / len(names)
     for i, name in enumerate(names):
         ys, xs = [], []
@@ -79,7 +79,7 @@ def plot(records: list, path: str) -> None:
     ax.set_xlabel("median time / time of copying the same bytes (log scale, lower is better)")
     ax.axvline(1.0, color="black", linewidth=0.8)
     ax.invert_yaxis()
-    ax.legend(fontsize="small", loc="lower right")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 

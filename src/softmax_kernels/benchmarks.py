@@ -13,6 +13,7 @@ per core (``num_threads=1``, ``torch.set_num_threads(1)``, threadpoolctl).
 from __future__ import annotations
 
 import importlib
+import os
 import statistics
 import time
 from dataclasses import dataclass
@@ -153,6 +154,9 @@ def _sklearn_adapters(case: Case, inputs: dict) -> dict:
 
 
 def _jax_adapters(case: Case, inputs: dict) -> dict:
+    # XLA's CPU backend runs its own thread pool; one thread, like everything else here
+    # (effective when jax is first imported here).
+    os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
     jax = _optional("jax")
     if jax is None:
         return {}
