@@ -29,7 +29,7 @@ enum { SK_LAYOUT_PACKED_UPPER = 0, SK_LAYOUT_PACKED_LOWER = 1, SK_LAYOUT_FULL = 
  * (AVX2 + FMA) and the baseline, and picks one at load time from the CPU (an ifunc);
  * a portable wheel thus runs the widest SIMD the machine has. Elsewhere: one build. */
 #if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12 && defined(__x86_64__) && defined(__linux__) && \
-    !defined(SK_NO_DISPATCH)
+    defined(__GLIBC__) && !defined(SK_NO_DISPATCH) /* ifuncs need glibc: not on musl */
 #define SK_DISPATCH __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #define SK_HAS_DISPATCH 1
 #else
@@ -40,7 +40,11 @@ enum { SK_LAYOUT_PACKED_UPPER = 0, SK_LAYOUT_PACKED_LOWER = 1, SK_LAYOUT_FULL = 
 /* OpenMP SIMD directives (active with -fopenmp or -fopenmp-simd, also in the serial
  * build): they let the compiler vectorise reductions (max, sums) by reordering them,
  * which it must not do on its own without -ffast-math. Ignored elsewhere. */
+#if defined(_MSC_VER) && !defined(__clang__)
+#define SK_PRAGMA(text) __pragma(text)
+#else
 #define SK_PRAGMA(text) _Pragma(#text)
+#endif
 #define SK_SIMD SK_PRAGMA(omp simd)
 #define SK_SIMD_REDUCE(...) SK_PRAGMA(omp simd reduction(__VA_ARGS__))
 

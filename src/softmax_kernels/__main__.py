@@ -1,13 +1,15 @@
-"""Command line: ``python -m softmax_kernels {info, check}``.
+"""Command line: ``python -m softmax_kernels {info, bench, check}``.
 
-``info`` prints what this installation is and runs on; ``check`` is a
-self-test of the installed build against the NumPy reference and finite
-differences that exits non-zero on failure.
+``info`` prints what this installation is and runs on; ``bench`` times
+softmax_kernels against the NumPy reference and every importable peer on
+synthetic batches; ``check`` is a self-test of the installed build against the
+NumPy reference and finite differences that exits non-zero on failure.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import sys
 
@@ -83,14 +85,67 @@ def check() -> int:
     return failures
 
 
+def _shape(text: str) -> tuple[int, int]:
+    try:
+        rows, classes = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a shape NxK such as 100000x10, got {text!r}") from None
+    if rows < 1 or classes < 1:
+        raise argparse.ArgumentTypeError(f"expected positive N and K, got {text!r}")
+    return rows, classes
+
+
+def bench(args: argparse.Namespace) -> int:
+    from . import benchmarks
+
+    cases = benchmarks.select_cases(args.quick, tuple(args.dtype), args.shape, tuple(args.operation))
+    total = sum(len(benchmarks.implementations(case)) for case in cases[:1]) * len(cases)
+    done = []
+
+    def progress(case, name):
+        done.append(name)
+        print(f"\r[{len(done)}/~{total}] {case.name}: {name}".ljust(79), end="", file=sys.stderr, flush=True)
+
+    records = benchmarks.run_suite(cases, repeats=args.repeats, progress=progress)
+    print(file=sys.stderr)
+    machine = benchmarks.machine_description()
+    print(f"{machine['date']}  {machine['machine']}  SIMD {machine['simd']}  single thread")
+    print("  ".join(f"{name} {version}" for name, version in machine["versions"].items()))
+    print()
+    print(benchmarks.detail_table(records))
+    print()
+    print(benchmarks.summary_table(records))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"machine": machine, "records": records}, f, indent=1)
+    if args.plot:
+        try:
+            benchmarks.plot(records, args.plot)
+        except ImportError:
+            print("--plot needs matplotlib: pip install matplotlib", file=sys.stderr)
+            return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m softmax_kernels", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("info", help="show the build, backend, threads and CPU")
+    timing = commands.add_parser("bench", help="time softmax_kernels against the reference and its peers")
+    timing.add_argument("--quick", action="store_true", help="small shapes: seconds instead of minutes")
+    timing.add_argument("--dtype", nargs="+", choices=("float32", "float64"), default=["float32", "float64"])
+    timing.add_argument("--shape", nargs="+", type=_shape, metavar="NxK", help="run every operation at these shapes")
+    timing.add_argument("--operation", nargs="+", choices=("loss_gradient", "hessian", "hessian_vector_product"),
+                        default=["loss_gradient", "hessian", "hessian_vector_product"])
+    timing.add_argument("--repeats", type=int, default=7, help="timed calls per implementation (median)")
+    timing.add_argument("--json", metavar="FILE", help="write the machine description and all timings here")
+    timing.add_argument("--plot", metavar="FILE.png", help="write a bar chart here (needs matplotlib)")
     commands.add_parser("check", help="self-test against the reference and finite differences")
     args = parser.parse_args(argv)
     if args.command == "info":
         return info()
+    if args.command == "bench":
+        return bench(args)
     return 1 if check() else 0
 
 

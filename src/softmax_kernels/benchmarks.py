@@ -1,4 +1,5 @@
-"""Benchmark cases and peer adapters: the one list shared by ``bench/`` and ``bench/report.py``.
+"""Benchmark cases, peer adapters and the results table: shared by ``bench/`` and
+``python -m softmax_kernels bench``.
 
 A case is an operation on a synthetic batch (no downloads). For each case,
 :func:`implementations` returns zero-argument callables that compute the same
@@ -38,13 +39,34 @@ class Case:
         return f"{self.operation}-{self.dtype}-{self.n_rows}x{self.n_classes}"
 
 
-def _cases(shapes: dict) -> list[Case]:
+DTYPES = ("float32", "float64")
+
+
+def _cases(shapes: dict, dtypes=DTYPES) -> list[Case]:
     return [
         Case(operation, dtype, n_rows, n_classes)
         for operation, operation_shapes in shapes.items()
-        for dtype in ("float32", "float64")
+        for dtype in dtypes
         for n_rows, n_classes in operation_shapes
     ]
+
+
+def select_cases(quick: bool = False, dtypes=DTYPES, shapes=None, operations=OPERATIONS) -> list[Case]:
+    """The standard (or quick) cases, or every operation at the given (N, K) shapes."""
+    if shapes:
+        return _cases({operation: list(shapes) for operation in operations}, dtypes)
+    return [c for c in (QUICK_CASES if quick else CASES) if c.dtype in dtypes and c.operation in operations]
+
+
+def bytes_touched(case: Case) -> int:
+    """Bytes an implementation must read and write at least: inputs plus outputs."""
+    item = np.dtype(case.dtype).itemsize
+    n, k = case.n_rows, case.n_classes
+    if case.operation == "loss_gradient":
+        return item * (2 * n * k + n)  # z in, gradient and loss out
+    if case.operation == "hessian":
+        return item * (n * k + n * k * (k + 1) // 2)
+    return item * 3 * n * k  # z and v in, Hv out
 
 
 # The performance goals are stated for these shapes.
@@ -229,6 +251,8 @@ def run_suite(cases: list[Case], repeats: int = 7, progress=None) -> list[dict]:
                         "shape": [case.n_rows, case.n_classes],
                         "implementation": name,
                         "median_s": seconds,
+                        "gb_per_s": bytes_touched(case) / seconds / 1e9,
+                        "rows_per_s": case.n_rows / seconds,
                         "ratio_to_floor": seconds / timings["copy floor"],
                         "ratio_to_softmax_kernels": seconds / timings["softmax_kernels"],
                     }
@@ -238,3 +262,83 @@ def run_suite(cases: list[Case], repeats: int = 7, progress=None) -> list[dict]:
         if limits is not None:
             limits.unregister()
     return records
+
+
+def machine_description() -> dict:
+    """Date, machine, SIMD in use and the versions of everything compared."""
+    import datetime
+    import platform
+
+    versions = {"python": platform.python_version(), "numpy": np.__version__, "softmax_kernels": sk.__version__}
+    for name in ("torch", "sklearn", "jax"):
+        module = _optional(name)
+        if module is not None:
+            versions[name] = module.__version__
+    return {
+        "date": datetime.date.today().isoformat(),
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+        "simd": sk.show_config()["simd"],
+        "versions": versions,
+    }
+
+
+def summary_table(records: list) -> str:
+    """Markdown: per case, softmax_kernels against the copy floor, the fastest peer and the reference."""
+    cases = list(dict.fromkeys(r["case"] for r in records))
+    lines = [
+        "| case | softmax_kernels / copy floor | fastest peer | peer / softmax_kernels | reference / softmax_kernels |",
+        "|---|---|---|---|---|",
+    ]
+    for case in cases:
+        rows = {r["implementation"]: r for r in records if r["case"] == case}
+        peers = [r for n, r in rows.items() if n not in ("softmax_kernels", "reference", "copy floor")]
+        fastest = min(peers, key=lambda r: r["median_s"]) if peers else None
+        peer_text = fastest["implementation"] if fastest else "none importable"
+        peer_ratio = f"{fastest['ratio_to_softmax_kernels']:.1f}x" if fastest else "-"
+        lines.append(
+            f"| {case} | {rows['softmax_kernels']['ratio_to_floor']:.2f} | {peer_text} | {peer_ratio} "
+            f"| {rows['reference']['ratio_to_softmax_kernels']:.1f}x |"
+        )
+    return "\n".join(lines)
+
+
+def detail_table(records: list) -> str:
+    """Plain text: every implementation's median time, throughput and ratios."""
+    header = f"{'case':<42} {'implementation':<26} {'median ms':>10} {'GB/s':>7} {'Mrows/s':>8} {'/floor':>7} {'/ours':>7}"
+    lines = [header, "-" * len(header)]
+    for r in records:
+        lines.append(
+            f"{r['case']:<42} {r['implementation']:<26} {r['median_s'] * 1e3:>10.3f} {r['gb_per_s']:>7.2f} "
+            f"{r['rows_per_s'] / 1e6:>8.2f} {r['ratio_to_floor']:>7.2f} {r['ratio_to_softmax_kernels']:>7.2f}"
+        )
+    return "\n".join(lines)
+
+
+def plot(records: list, path: str) -> None:
+    """A bar chart of time / copy floor per case and implementation (needs matplotlib)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cases = list(dict.fromkeys(r["case"] for r in records))
+    names = list(dict.fromkeys(r["implementation"] for r in records))
+    fig, ax = plt.subplots(figsize=(13, 0.55 * len(cases) + 2))
+    height = 0.8 / len(names)
+    for i, name in enumerate(names):
+        ys, xs = [], []
+        for j, case in enumerate(cases):
+            match = [r for r in records if r["case"] == case and r["implementation"] == name]
+            if match:
+                ys.append(j + i * height)
+                xs.append(match[0]["ratio_to_floor"])
+        ax.barh(ys, xs, height=height, label=name)
+    ax.set_yticks([j + 0.4 - height / 2 for j in range(len(cases))], cases)
+    ax.set_xscale("log")
+    ax.set_xlabel("median time / time of copying the same bytes (log scale, lower is better)")
+    ax.axvline(1.0, color="black", linewidth=0.8)
+    ax.invert_yaxis()
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
