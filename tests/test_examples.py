@@ -1,0 +1,96 @@
+"""The examples/ scripts run and do what they claim (skipped without scikit-learn)."""
+
+import importlib.util
+import pathlib
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+pytest.importorskip("sklearn")
+
+import softmax_kernels as sk  # noqa: E402
+
+def one_thread():
+    """BLAS and OpenMP on one thread: on a small shared machine two fits' thread pools
+    contending with other work cost far more than they gain (threadpoolctl comes with scikit-learn)."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1)
+
+
+EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
+
+
+@pytest.fixture(scope="module")
+def newton_digits():
+    """examples/newton_digits.py imported as a module, by path."""
+    spec = importlib.util.spec_from_file_location("newton_digits", EXAMPLES / "newton_digits.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop(spec.name, None)
+
+
+@pytest.fixture(scope="module")
+def digits_fit(newton_digits):
+    """Both fits on 400 standardised digits rows, C = 1 (no warning of either solver allowed)."""
+    X, y = newton_digits.load_standardised_digits(subsample=400)
+    with warnings.catch_warnings(), one_thread():
+        warnings.simplefilter("error")  # a ConvergenceWarning or a fallback to lbfgs fails the test
+        result = newton_digits.compare(X, y, C=1.0, tol=1e-10)
+    return X, y, result
+
+
+def test_packed_columns_assemble_the_kronecker_hessian(newton_digits, rng):
+    """(1/n) sum_i H_i (x) x~_i x~_i^T, built densely, equals the per-pair assembly plus the penalty."""
+    n_samples, n_features, n_classes, l2 = 7, 3, 4, 0.25
+    X1 = newton_digits.with_intercept_column(rng.standard_normal((n_samples, n_features)))
+    y = rng.integers(0, n_classes, n_samples)
+    theta = rng.standard_normal((n_classes, n_features + 1))
+    pairs = newton_digits.packed_upper_pairs(n_classes)
+
+    _, _, hessian = newton_digits.objective_gradient_hessian(theta, X1, y, l2, pairs)
+
+    row_hessians = sk.hessian(X1 @ theta.T, y, layout="full")
+    expected = np.einsum("ikl,ia,ib->kalb", row_hessians, X1, X1).reshape(hessian.shape) / n_samples
+    penalised = np.tile(np.r_[np.ones(n_features), 0.0], n_classes)
+    expected += np.diag(l2 * penalised)
+    np.testing.assert_allclose(hessian, expected, rtol=1e-13, atol=1e-15)
+
+
+def test_newton_reaches_the_sklearn_optimum(digits_fit):
+    _, _, result = digits_fit
+    assert result["objective_rel_gap"] <= 1e-8
+    assert result["proba_max_diff"] <= 1e-6
+    assert result["coef_max_diff"] <= 1e-5
+
+
+def test_newton_takes_no_more_iterations_than_sklearn(digits_fit):
+    _, _, result = digits_fit
+    assert 1 <= result["n_iter"] <= result["sklearn_n_iter"]
+
+
+def test_gradient_vanishes_at_the_newton_solution(digits_fit, newton_digits):
+    """The gradient of f, recomputed from scratch at the returned (W, b), is at roundoff level."""
+    X, y, result = digits_fit
+    W, b = result["W"], result["b"]
+    l2 = 1.0 / (1.0 * X.shape[0])
+    grad_z = sk.gradient(X @ W.T + b, y, reduction="mean")
+    grad_W = grad_z.T @ X + l2 * W
+    grad_b = grad_z.sum(axis=0)
+    assert max(np.max(np.abs(grad_W)), np.max(np.abs(grad_b))) <= 1e-9
+    assert result["history"][-1]["grad_max"] <= 1e-10
+    # The intercepts keep scikit-learn's symmetric parametrisation.
+    assert abs(b.sum()) <= 1e-12
+
+
+def test_main_prints_the_comparison(newton_digits, capsys):
+    with one_thread():
+        assert newton_digits.main(["--subsample", "200", "--C", "0.5", "--repeat", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "sklearn newton-cholesky" in out and "relative objective gap" in out
