@@ -62,6 +62,12 @@ cdef extern from "softmax_kernels/kernels.h" nogil:
     double sk_compensated_sum(const double *x, sk_index n)
     const char *sk_simd_name()
 
+cdef extern from "softmax_kernels/vmath_accuracy.h" nogil:
+    ctypedef unsigned long long uint64_t
+    double sk_exp_f_max_ulp_error(uint64_t begin, uint64_t end)
+    double sk_exp_d_max_ulp_error(const double *x, sk_index n)
+    double sk_log1p_d_max_ulp_error(const double *x, sk_index n)
+
 cdef extern from "softmax_kernels/openmp_shim.h" nogil:
     int sk_openmp_enabled()
     int sk_max_threads()
@@ -183,3 +189,32 @@ cdef void _describe_targets(sk_problem *pb, object plan) except *:
     pb.sample_weight = _data(plan.sample_weight)
     pb.class_weight = _data(plan.class_weight)
     pb.v = _data(plan.v)
+
+
+# ---- accuracy sweeps of the vectorisable exp and log1p, for tests/test_vmath.py ----------
+
+def exp_float32_max_ulp_error(begin, end):
+    """Largest ulp error of the kernels' float exp over float bit patterns in [begin, end)."""
+    cdef uint64_t b = begin, e = end
+    cdef double worst
+    with nogil:
+        worst = sk_exp_f_max_ulp_error(b, e)
+    return worst
+
+
+def exp_float64_max_ulp_error(x):
+    """Largest ulp error of the kernels' double exp over the float64 array x."""
+    cdef const double[::1] values = np.ascontiguousarray(x, dtype=np.float64)
+    cdef double worst
+    with nogil:
+        worst = sk_exp_d_max_ulp_error(&values[0], values.shape[0]) if values.shape[0] else 0.0
+    return worst
+
+
+def log1p_float64_max_ulp_error(x):
+    """Largest ulp error of the kernels' double log1p over the float64 array x (x >= 0)."""
+    cdef const double[::1] values = np.ascontiguousarray(x, dtype=np.float64)
+    cdef double worst
+    with nogil:
+        worst = sk_log1p_d_max_ulp_error(&values[0], values.shape[0]) if values.shape[0] else 0.0
+    return worst

@@ -1,0 +1,85 @@
+/* softmax_kernels: accuracy sweeps of vmath.h for the tests (tests/test_vmath.py).
+ *
+ * Each returns the largest error, in units in the last place of the exact result,
+ * of sk_exp_f, sk_exp_d or sk_log1p_d over a set of arguments. The references are
+ * libm's exp in double (for float) and expl/log1pl in long double (for double, where
+ * the platform's long double is wider). They carry SK_DISPATCH like the kernels, so
+ * the code measured is the code the kernels run on this CPU.
+ */
+#ifndef SOFTMAX_KERNELS_VMATH_ACCURACY_H
+#define SOFTMAX_KERNELS_VMATH_ACCURACY_H
+
+#include <float.h>
+#include <math.h>
+
+#include "common.h"
+#include "vmath.h"
+
+/* Error of `computed` in ulps of `exact` for a format with `digits` mantissa bits and
+ * smallest subnormal 2^min_exponent; 0 for matching infinities and NaNs. */
+static inline double sk_ulp_error(long double computed, long double exact, int digits, int min_exponent)
+{
+    if (isnan(exact))
+        return isnan(computed) ? 0.0 : INFINITY;
+    if (isinf(exact) || isinf(computed))
+        return computed == exact ? 0.0 : INFINITY;
+    int exponent;
+    frexpl(fabsl(exact), &exponent);
+    int ulp_exponent = exponent - digits;
+    if (ulp_exponent < min_exponent)
+        ulp_exponent = min_exponent;
+    return (double)(fabsl(computed - exact) / ldexpl(1.0L, ulp_exponent));
+}
+
+/* The same for float against a double reference, in double: the sweep covers 2^32 values. */
+static inline double sk_float_ulp_error(float computed, double exact)
+{
+    if (isnan(exact))
+        return isnan(computed) ? 0.0 : INFINITY;
+    if (isinf(exact) || isinf(computed))
+        return (double)computed == exact ? 0.0 : INFINITY;
+    int ulp_exponent = (int)((sk_double_to_bits(exact) >> 52) & 0x7ff) - 1023 - 23; /* 2^(e - 23) */
+    if (ulp_exponent < -149)
+        ulp_exponent = -149;
+    return fabs((double)computed - exact) / sk_bits_to_double((uint64_t)(ulp_exponent + 1023) << 52);
+}
+
+/* Every float whose bit pattern lies in [begin, end). */
+SK_DISPATCH static double sk_exp_f_max_ulp_error(uint64_t begin, uint64_t end)
+{
+    double worst = 0.0;
+    for (uint64_t bits = begin; bits < end; ++bits) {
+        const float x = sk_bits_to_float((uint32_t)bits);
+        double exact = exp((double)x);
+        if (exact > FLT_MAX) /* the correctly rounded float result is +inf */
+            exact = INFINITY;
+        const double error = sk_float_ulp_error(sk_exp_f(x), exact);
+        worst = error > worst ? error : worst;
+    }
+    return worst;
+}
+
+SK_DISPATCH static double sk_exp_d_max_ulp_error(const double *x, sk_index n)
+{
+    double worst = 0.0;
+    for (sk_index i = 0; i < n; ++i) {
+        long double exact = expl((long double)x[i]);
+        if (exact > (long double)DBL_MAX)
+            exact = INFINITY;
+        const double error = sk_ulp_error(sk_exp_d(x[i]), exact, 53, -1074);
+        worst = error > worst ? error : worst;
+    }
+    return worst;
+}
+
+SK_DISPATCH static double sk_log1p_d_max_ulp_error(const double *x, sk_index n)
+{
+    double worst = 0.0;
+    for (sk_index i = 0; i < n; ++i) {
+        const double error = sk_ulp_error(sk_log1p_d(x[i]), log1pl((long double)x[i]), 53, -1074);
+        worst = error > worst ? error : worst;
+    }
+    return worst;
+}
+
+#endif /* SOFTMAX_KERNELS_VMATH_ACCURACY_H */
