@@ -28,6 +28,8 @@
  *   phase 3, per row: T, and whether the row is valid;
  *   phase 4, the rows: log1p(T), when a loss or log-softmax needs it;
  *   phase 5, per row: the outputs (row_outputs_impl.h).
+ * Short rows (K <= SK_SMALL_CLASSES) do phases 1-3 on the block transposed to columns,
+ * one SIMD lane per row (sk_block_stats_columns).
  * float data computes exp in float (16 AVX-512 lanes) and everything else in double.
  *
  * Extreme rows, whose finite logits span more than SK_EXTREME_GAP, would have e_k (and
@@ -112,7 +114,6 @@ SK_INLINE int SK_NAME(sk_row_ignored)(const sk_problem *pb, sk_index row)
     return pb->target_kind == SK_TARGET_LABELS && pb->has_ignore_index && pb->labels[row] == pb->ignore_index;
 }
 
-/* Phases 1-4 for rows [row_begin, row_begin + n_rows). */
 /* Phases 1-3 row by row: for rows long enough to fill the SIMD lanes. */
 SK_INLINE void SK_NAME(sk_block_stats_rows)(const sk_problem *pb, sk_index row_begin, sk_index n_rows, sk_block *blk,
                                             int detect_extreme)

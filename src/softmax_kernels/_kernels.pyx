@@ -148,7 +148,10 @@ def run(plan):
     pb.hessian_diagonal = _data(outputs.get("hessian_diagonal"))
     pb.hessian_vector_product = _data(outputs.get("hessian_vector_product"))
 
-    cdef int n_threads = thread_count(plan.num_threads, n_rows * max(n_classes, pb.hessian_width))
+    # No more threads than blocks of rows: an extra thread would only own scratch.
+    cdef sk_index n_blocks = (n_rows + sk_block_rows(n_classes) - 1) // sk_block_rows(n_classes)
+    cdef int n_threads = min(thread_count(plan.num_threads, n_rows * max(n_classes, pb.hessian_width)),
+                             max(1, n_blocks))
     cdef sk_index scratch_width = sk_scratch_doubles(n_classes)
     scratch = np.empty((n_threads, scratch_width), dtype=np.float64)
     cdef double *scratch_data = <double *>_data(scratch)

@@ -2,7 +2,7 @@
 
 It is the oracle of the tests and the fallback when the extension is missing
 (or ``SOFTMAX_KERNELS_BACKEND=numpy``). It follows the per-row recipe of
-``include/softmax_kernels/row_kernels.h`` step by step, with whole-batch NumPy
+``include/softmax_kernels/row_kernels_impl.h`` step by step, with whole-batch NumPy
 operations in float64 (float32 inputs are rounded once at the end; float64 batches
 with an extreme row compute in long double, see ``_work_dtype``):
 
@@ -13,8 +13,8 @@ with an extreme row compute in long double, see ``_work_dtype``):
    dot = sum_{a_k != 0} a_k (m - z_k)       (a zero weight on a -inf logit adds 0).
 4. loss = dot + c log1p(T)                  (a sum of non-negative terms for a >= 0).
 5. s_k = e_k / S;  1 - s_p = T / S;  1 - s_k = (S - e_k) / S  (k != p, S - e_k >= S/2).
-6. g_k = c s_k - a_k (k != p);  g_p = c_excl s_p - a_p T / S  (no cancellation in c s_p - a_p).
-7. H_ij = -c s_i s_j,  H_ii = c s_i (1 - s_i).
+6. g_k = c s_k - a_k (k != p);  g_p = c_excl / S - a_p T / S  (no cancellation in c s_p - a_p).
+7. H_ij = -(c s_max(i,j)) s_min(i,j) (bitwise symmetric),  H_ii = (c s_i)(1 - s_i).
 8. sigma = (v_p + sum_{j != p} e_j v_j) / S;  (Hv)_k = c (s_k (v_k - sigma)) (k != p),
    (Hv)_p = c s_p sum_{j != p} e_j (v_p - v_j) / S  (v_p - sigma without cancellation).
 9. "mean" divides the row weights by the denominator D first, so no product of a tiny
