@@ -170,6 +170,16 @@ SK_INLINE void SK_MNAME(sk_write_hessian_vector_product)(const sk_problem *pb, s
     const sk_index n_classes = pb->n_classes, p = st->argmax;
     const SK_REAL *v = SK_CROW(pb->v, row, n_classes);
     const SK_MATH v_p = v[p];
+    /* A NaN or infinity in v makes the row NaN (inf - inf has no meaning here); v * 0 is
+     * NaN exactly for those. */
+    SK_MATH finite_check = 0;
+    for (sk_index j = 0; j < n_classes; ++j)
+        finite_check += (SK_MATH)v[j] * 0;
+    if (finite_check != finite_check) {
+        for (sk_index k = 0; k < n_classes; ++k)
+            hv[k] = (SK_REAL)NAN;
+        return;
+    }
     SK_MNAME(sk_macc) ev = {0, 0}, ediff = {0, 0};
     for (sk_index j = 0; j < n_classes; ++j) {
         SK_MATH ej = j == p ? 0 : e[j];

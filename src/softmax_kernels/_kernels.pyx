@@ -164,13 +164,13 @@ def run(plan):
         _run_blocks(&pb, block_fn, n_rows, scratch_data, scratch_width, n_threads)
 
     if loss_buffer is not None and loss_buffer is not outputs["loss"]:
-        if plan.reduction == "none":
-            outputs["loss"][...] = loss_buffer
-        else:
+        if plan.reduction != "none":
             total = sk_compensated_sum(pb.row_loss, n_rows)  # "mean": rows carry their 1/D
             if plan.reduction == "mean" and denominator == 0:
                 total = NAN  # no counted rows: NaN, as torch
-            outputs["loss"][...] = total
+            loss_buffer = total
+        with np.errstate(over="ignore"):  # a float32 loss beyond its range is +inf, silently
+            outputs["loss"][...] = loss_buffer
 
 
 cdef void _describe_targets(sk_problem *pb, object plan) except *:

@@ -166,14 +166,16 @@ def _check_out(out, name: str, shape: tuple, dtype: np.dtype, inputs: list, may_
     if out.shape != shape:
         raise ValueError(f"{name}: expected shape {shape}, got {out.shape}")
     if not out.flags.c_contiguous:
-        raise ValueError(f"{name}: expected a C-contiguous array")
+        raise ValueError(f"{name}: expected a C-contiguous array, got one with strides {out.strides}")
     if not out.flags.writeable:
         raise ValueError(f"{name}: expected a writeable array, got a read-only one")
     for input_name, arr in inputs:
         if out is may_be and arr is may_be:
             continue
         if isinstance(arr, np.ndarray) and np.shares_memory(out, arr):
-            raise ValueError(f"{name}: must not overlap the input {input_name}")
+            raise ValueError(
+                f"{name}: must not overlap the input {input_name}, got an array sharing memory with it"
+            )
     return out
 
 

@@ -152,7 +152,9 @@ def _hessian_vector_product(row: _Row, coef: np.ndarray, v: np.ndarray) -> np.nd
     sigma = (v_p + row.excl_p_sum(row.e * v)) / row.S
     at_p = row.excl_p_sum(row.e * (v_p[:, None] - v)) / row.S
     centred = np.where(row.is_p, at_p[:, None], v - sigma[:, None])
-    return coef[:, None] * (row.s * centred)
+    # A NaN or infinity in v makes the row NaN (inf - inf has no meaning here).
+    non_finite = ~np.isfinite(v).all(axis=1)
+    return np.where(non_finite[:, None], np.nan, coef[:, None] * (row.s * centred))
 
 
 def _run(plan: Plan) -> None:
