@@ -92,6 +92,7 @@ echo "== sanitize: building with: $san_flags"
 )
 so="$(ls "$tree"/src/softmax_kernels/_kernels*.so)"
 if ! ldd "$so" | grep -q "libasan"; then
+    cat "$work/build.log" >&2
     echo "sanitize: $so is not linked against libasan; the flags did not reach the build" >&2
     exit 2
 fi
