@@ -91,7 +91,9 @@ echo "== sanitize: building with: $san_flags"
         || { cat "$work/build.log"; echo "sanitize: build failed" >&2; exit 2; }
 )
 so="$(ls "$tree"/src/softmax_kernels/_kernels*.so)"
-if ! ldd "$so" | grep -q "libasan"; then
+# Not `grep -q`: it exits at the first match, ldd may then die of SIGPIPE, and pipefail
+# would turn that into a false "not linked".
+if ! ldd "$so" | grep "libasan" > /dev/null; then
     cat "$work/build.log" >&2
     echo "sanitize: $so is not linked against libasan; the flags did not reach the build" >&2
     exit 2

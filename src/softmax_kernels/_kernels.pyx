@@ -205,19 +205,23 @@ def exp_float32_max_ulp_error(begin, end):
     return worst
 
 
+ctypedef double (*_sweep_fn)(const double *x, sk_index n) noexcept nogil
+
+
+cdef double _sweep(_sweep_fn sweep, x) except? -1:
+    cdef const double[::1] values = np.ascontiguousarray(x, dtype=np.float64)
+    cdef double worst = 0.0
+    if values.shape[0]:
+        with nogil:
+            worst = sweep(&values[0], values.shape[0])
+    return worst
+
+
 def exp_float64_max_ulp_error(x):
     """Largest ulp error of the kernels' double exp over the float64 array x."""
-    cdef const double[::1] values = np.ascontiguousarray(x, dtype=np.float64)
-    cdef double worst
-    with nogil:
-        worst = sk_exp_d_max_ulp_error(&values[0], values.shape[0]) if values.shape[0] else 0.0
-    return worst
+    return _sweep(sk_exp_d_max_ulp_error, x)
 
 
 def log1p_float64_max_ulp_error(x):
     """Largest ulp error of the kernels' double log1p over the float64 array x (x >= 0)."""
-    cdef const double[::1] values = np.ascontiguousarray(x, dtype=np.float64)
-    cdef double worst
-    with nogil:
-        worst = sk_log1p_d_max_ulp_error(&values[0], values.shape[0]) if values.shape[0] else 0.0
-    return worst
+    return _sweep(sk_log1p_d_max_ulp_error, x)
