@@ -360,8 +360,8 @@ def _available_memory_bytes():
 def test_packed_float32_hessian_beyond_2_to_the_31_elements_is_right_at_both_ends():
     """A (4300, 500500) float32 packed Hessian (8.6 GB): the rows at both ends and the row holding element 2**31.
 
-    Opt-in: runs only with SOFTMAX_KERNELS_SLOW_TESTS=1 (pyproject registers the `slow` marker but
-    does not deselect it by default), and skips when /proc/meminfo reports under 12 GB available.
+    Opt-in: runs only with SOFTMAX_KERNELS_SLOW_TESTS=1 (as every `slow` test), and skips when
+    /proc/meminfo reports under 12 GB available.
     """
     available = _available_memory_bytes()
     if available is None or available < NEEDED_BYTES:
