@@ -39,26 +39,13 @@ for arg in "${pytest_args[@]}"; do
 done
 (( has_path )) || pytest_args+=(tests)
 
-if [[ -n "${SANITIZE_WORKDIR:-}" ]]; then
-    work="$SANITIZE_WORKDIR"
-    mkdir -p "$work"
-else
-    work="$(mktemp -d "${TMPDIR:-/tmp}/softmax_kernels_sanitize.XXXXXX")"
-    trap 'rm -rf "$work"' EXIT
-fi
-tree="$work/tree"
-logs="$work/sanitizer-logs"
-mkdir -p "$tree"
-rm -rf "$logs" && mkdir -p "$logs"
-
+# shellcheck source=tools/scratch_build.sh
+source "$REPO/tools/scratch_build.sh"
 start=$SECONDS
-echo "== sanitize: copying $REPO -> $tree"
-# tar keeps mtimes, so a kept SANITIZE_WORKDIR only rebuilds when a source really changed.
-# The repository's own in-place build (*.so, the generated _kernels.c, build/) must not leak in.
-tar -C "$REPO" -cf - \
-    --exclude=.git --exclude=./build --exclude='*.so' --exclude='src/softmax_kernels/_kernels.c' \
-    --exclude='.venv*' --exclude=.hypothesis --exclude=.pytest_cache --exclude=.benchmarks \
-    --exclude=__pycache__ --exclude='*.egg-info' . | tar -C "$tree" -xf -
+echo "== sanitize: copying $REPO -> ${SANITIZE_WORKDIR:-a temporary folder}"
+scratch_copy sanitize "${SANITIZE_WORKDIR:-}"
+logs="$work/sanitizer-logs"
+rm -rf "$logs" && mkdir -p "$logs"
 
 # ---- the sanitizer runtime --------------------------------------------------------------
 libasan="$(gcc -print-file-name=libasan.so)"
@@ -69,27 +56,12 @@ fi
 libasan="$(readlink -f "$libasan")"
 
 # ---- build ------------------------------------------------------------------------------
-# setup.py appends its own flags (-O3 -g0 ...) AFTER $CFLAGS on the command line, so a -g in
-# CFLAGS would be cancelled by its -g0 and we would lose line numbers in the reports. A tiny
-# compiler wrapper appends the sanitizer flags last instead; it is used for compiling, for the
-# shared-object link and for setup.py's OpenMP try-compile alike. -O3 is kept on purpose: the
-# sanitized code is the optimised, vectorised code that ships (all three target_clones).
+# The sanitizer flags go last (scratch_build.sh). -O3 is kept on purpose: the sanitized code is
+# the optimised, vectorised code that ships (all three target_clones).
 # -fno-sanitize-recover=all turns every UBSan finding into a hard stop (as halt_on_error=1).
 san_flags="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g ${SANITIZE_EXTRA_FLAGS:-}"
-cat > "$work/cc" <<WRAP
-#!/bin/sh
-exec gcc "\$@" $san_flags
-WRAP
-chmod +x "$work/cc"
-
 echo "== sanitize: building with: $san_flags"
-(
-    cd "$tree"
-    # LDSHARED is derived from CC by distutils, so the link also goes through the wrapper.
-    CC="$work/cc" CFLAGS="$san_flags" LDFLAGS="-fsanitize=address,undefined" \
-        "$PYTHON" setup.py -q build_ext --inplace > "$work/build.log" 2>&1 \
-        || { cat "$work/build.log"; echo "sanitize: build failed" >&2; exit 2; }
-)
+scratch_build "$san_flags" || { echo "sanitize: build failed" >&2; exit 2; }
 so="$(ls "$tree"/src/softmax_kernels/_kernels*.so)"
 # Not `grep -q`: it exits at the first match, ldd may then die of SIGPIPE, and pipefail
 # would turn that into a false "not linked".

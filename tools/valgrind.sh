@@ -29,32 +29,18 @@ PYTHON="${PYTHON:-python3}"
 PYTHON="$("$PYTHON" -c 'import sys; print(sys.executable)')"
 command -v valgrind > /dev/null || { echo "valgrind.sh: valgrind is not installed" >&2; exit 2; }
 
-if [[ -n "${VALGRIND_WORKDIR:-}" ]]; then
-    work="$VALGRIND_WORKDIR"
-    mkdir -p "$work"
-else
-    work="$(mktemp -d "${TMPDIR:-/tmp}/softmax_kernels_valgrind.XXXXXX")"
-    trap 'rm -rf "$work"' EXIT
-fi
-tree="$work/tree"
-mkdir -p "$tree"
+# A private copy, so the repository and the installed package are untouched.
+# shellcheck source=tools/scratch_build.sh
+source "$REPO/tools/scratch_build.sh"
 start=$SECONDS
+scratch_copy valgrind "${VALGRIND_WORKDIR:-}"
 
-# A private copy, so the repository and the installed package are untouched (see sanitize.sh).
-tar -C "$REPO" -cf - \
-    --exclude=.git --exclude=./build --exclude='*.so' --exclude='src/softmax_kernels/_kernels.c' \
-    --exclude='.venv*' --exclude=.hypothesis --exclude=.pytest_cache --exclude=.benchmarks \
-    --exclude=__pycache__ --exclude='*.egg-info' . | tar -C "$tree" -xf -
-
-# setup.py ends its flags with -g0; a wrapper appends -g after them so the reports carry file
-# and line. The optimisation level stays -O3: we check the code that ships. Under valgrind the
-# CPU reports no AVX-512 (memcheck cannot run it), so the target_clones ifunc picks the
-# AVX2 (x86-64-v3) clone or the baseline; sanitize.sh covers the AVX-512 clone natively.
-printf '#!/bin/sh\nexec gcc "$@" -g\n' > "$work/cc"
-chmod +x "$work/cc"
+# -g so the reports carry file and line (scratch_build.sh puts it last). The optimisation
+# level stays -O3: we check the code that ships. Under valgrind the CPU reports no AVX-512
+# (memcheck cannot run it), so the target_clones ifunc picks the AVX2 (x86-64-v3) clone or
+# the baseline; sanitize.sh covers the AVX-512 clone natively.
 echo "== valgrind: building a -g copy in $tree"
-(cd "$tree" && CC="$work/cc" "$PYTHON" setup.py -q build_ext --inplace > "$work/build.log" 2>&1) \
-    || { cat "$work/build.log"; echo "valgrind.sh: build failed" >&2; exit 2; }
+scratch_build "-g" || { echo "valgrind.sh: build failed" >&2; exit 2; }
 echo "== valgrind: built in $((SECONDS - start)) s"
 
 xml="$work/memcheck.xml"

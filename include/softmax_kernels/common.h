@@ -150,12 +150,18 @@ typedef struct {
     double err;
 } sk_acc;
 
+/* One TwoSum step on a (sum, err) pair: the form the vectorised lane loops use too. */
+SK_INLINE void sk_two_sum_add(double *sum, double *err, double x)
+{
+    const double t = *sum + x;
+    const double bp = t - *sum;
+    *err += (*sum - (t - bp)) + (x - bp);
+    *sum = t;
+}
+
 SK_INLINE void sk_acc_add(sk_acc *acc, double x)
 {
-    double t = acc->sum + x;
-    double bp = t - acc->sum;
-    acc->err += (acc->sum - (t - bp)) + (x - bp);
-    acc->sum = t;
+    sk_two_sum_add(&acc->sum, &acc->err, x);
 }
 
 SK_INLINE double sk_acc_value(const sk_acc *acc)

@@ -75,13 +75,8 @@ SK_INLINE double SK_NAME(sk_sum_excl_argmax)(const SK_REAL *e, sk_index n_classe
     sk_index k = 0;
     for (; k + SK_SUM_LANES <= n_classes; k += SK_SUM_LANES) {
         SK_SIMD
-        for (int l = 0; l < SK_SUM_LANES; ++l) {
-            const double x = (double)e[k + l];
-            const double t = hi[l] + x;
-            const double bp = t - hi[l];
-            lo[l] += (hi[l] - (t - bp)) + (x - bp);
-            hi[l] = t;
-        }
+        for (int l = 0; l < SK_SUM_LANES; ++l)
+            sk_two_sum_add(&hi[l], &lo[l], (double)e[k + l]);
     }
     sk_acc total = {0.0, 0.0};
     for (; k < n_classes; ++k)
@@ -200,13 +195,8 @@ SK_INLINE void SK_NAME(sk_block_stats_columns)(const sk_problem *pb, sk_index ro
     for (sk_index k = 0; k < n_classes; ++k) { /* TwoSum, one accumulator per row */
         const SK_REAL *col = columns + k * n_rows;
         SK_SIMD
-        for (sk_index i = 0; i < n_rows; ++i) {
-            const double x = (double)col[i];
-            const double t = hi[i] + x;
-            const double bp = t - hi[i];
-            lo[i] += (hi[i] - (t - bp)) + (x - bp);
-            hi[i] = t;
-        }
+        for (sk_index i = 0; i < n_rows; ++i)
+            sk_two_sum_add(&hi[i], &lo[i], (double)col[i]);
     }
     for (sk_index i = 0; i < n_rows; ++i) {
         const double m = (double)row_max[i];

@@ -99,12 +99,10 @@ def bench(args: argparse.Namespace) -> int:
     from . import benchmarks
 
     cases = benchmarks.select_cases(args.quick, tuple(args.dtype), args.shape, tuple(args.operation))
-    total = sum(len(benchmarks.implementations(case)) for case in cases[:1]) * len(cases)
-    done = []
 
     def progress(case, name):
-        done.append(name)
-        print(f"\r[{len(done)}/~{total}] {case.name}: {name}".ljust(79), end="", file=sys.stderr, flush=True)
+        position = f"[case {cases.index(case) + 1}/{len(cases)}]"
+        print(f"\r{position} {case.name}: {name}".ljust(79), end="", file=sys.stderr, flush=True)
 
     records = benchmarks.run_suite(cases, repeats=args.repeats, progress=progress)
     print(file=sys.stderr)

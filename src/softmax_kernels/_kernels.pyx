@@ -101,10 +101,8 @@ cdef inline void *_data(object arr):
     return NULL if arr is None else cnp.PyArray_DATA(<cnp.ndarray>arr)
 
 
-cdef void _run_blocks(const sk_problem *pb, sk_block_fn block_fn, sk_index n_rows, double *scratch,
-                      sk_index scratch_width, int n_threads) noexcept nogil:
-    cdef sk_index block_rows = sk_block_rows(pb.n_classes)
-    cdef sk_index n_blocks = (n_rows + block_rows - 1) // block_rows
+cdef void _run_blocks(const sk_problem *pb, sk_block_fn block_fn, sk_index n_rows, sk_index block_rows,
+                      sk_index n_blocks, double *scratch, sk_index scratch_width, int n_threads) noexcept nogil:
     cdef sk_index b
     cdef double *mine
     if n_threads == 1:
@@ -149,7 +147,8 @@ def run(plan):
     pb.hessian_vector_product = _data(outputs.get("hessian_vector_product"))
 
     # No more threads than blocks of rows: an extra thread would only own scratch.
-    cdef sk_index n_blocks = (n_rows + sk_block_rows(n_classes) - 1) // sk_block_rows(n_classes)
+    cdef sk_index block_rows = sk_block_rows(n_classes)
+    cdef sk_index n_blocks = (n_rows + block_rows - 1) // block_rows
     cdef int n_threads = min(thread_count(plan.num_threads, n_rows * max(n_classes, pb.hessian_width)),
                              max(1, n_blocks))
     cdef sk_index scratch_width = sk_scratch_doubles(n_classes)
@@ -161,7 +160,7 @@ def run(plan):
         if mean:
             denominator = sk_mean_denominator(&pb, n_rows, is_double)
             pb.denominator = denominator
-        _run_blocks(&pb, block_fn, n_rows, scratch_data, scratch_width, n_threads)
+        _run_blocks(&pb, block_fn, n_rows, block_rows, n_blocks, scratch_data, scratch_width, n_threads)
 
     if loss_buffer is not None and loss_buffer is not outputs["loss"]:
         if plan.reduction != "none":
