@@ -52,56 +52,78 @@
 
 /* ---- phases 1 to 4: the statistics of a block ------------------------------------------- */
 
-SK_INLINE SK_REAL SK_NAME(sk_row_max)(const SK_REAL *z, sk_index n_classes)
-{
-    /* A NaN never wins a comparison; it is caught later because exp(NaN - m) poisons T.
-     * The SIMD reduction may start its lanes at the lowest finite value instead of -inf:
-     * a row of only -inf then gets a finite m, and T < 0 (no term equals 1) flags it. */
-    SK_REAL m = (SK_REAL)-INFINITY;
-    SK_SIMD_REDUCE(max : m)
-    for (sk_index k = 0; k < n_classes; ++k)
-        m = z[k] > m ? z[k] : m;
-    return m;
-}
-
-/* T = sum_k e_k - 1, with a TwoSum-compensated sum in double: the sum carries its exact
- * rounding error, and (hi - 1) is exact for hi >= 1 (e = 1 at the arg-max), so T keeps
- * its digits even when T << 1, and ties need no special care. The lanes are
- * independent so the compiler vectorises them; their order is fixed, so the result
- * does not depend on threads. */
-SK_INLINE double SK_NAME(sk_sum_excl_argmax)(const SK_REAL *e, sk_index n_classes)
-{
-    double hi[SK_SUM_LANES] = {0}, lo[SK_SUM_LANES] = {0};
-    sk_index k = 0;
-    for (; k + SK_SUM_LANES <= n_classes; k += SK_SUM_LANES) {
-        SK_SIMD
-        for (int l = 0; l < SK_SUM_LANES; ++l)
-            sk_two_sum_add(&hi[l], &lo[l], (double)e[k + l]);
-    }
-    sk_acc total = {0.0, 0.0};
-    for (; k < n_classes; ++k)
-        sk_acc_add(&total, (double)e[k]);
-    for (int l = 0; l < SK_SUM_LANES; ++l) {
-        sk_acc_add(&total, hi[l]);
-        total.err += lo[l];
-    }
-    return (total.sum - 1.0) + total.err;
-}
-
 #if SK_IS_DOUBLE
 #define SK_EXTREME_GAP 600.0 /* exp(-600) = 2.6e-261: far from double's subnormals */
 #else
 #define SK_EXTREME_GAP 80.0 /* exp(-80) = 1.8e-35: far from float's subnormals */
 #endif
 
-/* The smallest finite logit (+inf when there is none). */
-SK_INLINE SK_REAL SK_NAME(sk_row_min_finite)(const SK_REAL *z, sk_index n_classes)
+/* m = max z and the smallest finite logit (+inf when there is none), in one pass.
+ * A NaN never wins a comparison; it is caught later because exp(NaN - m) poisons T.
+ * The SIMD reduction may start its lanes at the lowest finite value instead of -inf:
+ * a row of only -inf then gets a finite m, and T < 0 (no class at the maximum) flags it. */
+SK_INLINE SK_REAL SK_NAME(sk_row_max_min)(const SK_REAL *z, sk_index n_classes, SK_REAL *min_finite)
 {
-    SK_REAL lo = (SK_REAL)INFINITY;
-    SK_SIMD_REDUCE(min : lo)
+    SK_REAL m = (SK_REAL)-INFINITY, lo = (SK_REAL)INFINITY;
+    SK_PRAGMA(omp simd reduction(max : m) reduction(min : lo))
+    for (sk_index k = 0; k < n_classes; ++k) {
+        const SK_REAL finite_or_inf = z[k] == (SK_REAL)-INFINITY ? (SK_REAL)INFINITY : z[k];
+        m = z[k] > m ? z[k] : m;
+        lo = finite_or_inf < lo ? finite_or_inf : lo;
+    }
+    *min_finite = lo;
+    return m;
+}
+
+/* T = sum_{k != p} e_k is accumulated from e_k and whether z_k = m (the arg-max and its
+ * ties, where e_k = 1 exactly). Two ways, both keeping every digit of a tiny T:
+ *   float data: T = sum_{z_k < m} e_k + (ties - 1) in double. The terms are positive, so
+ *     the relative error is at most K 2^-53, invisible after rounding to float; no
+ *     compensation is needed (and no dependency chain: the sum vectorises freely).
+ *   double data: all e_k (the ones included) in TwoSum lanes; (hi - 1) is exact for
+ *     hi >= 1, and the carried error lo restores T to within an ulp or so.
+ * SK_T_ADD adds one class to a row's pair of accumulators (acc_a, acc_b). */
+#if SK_IS_DOUBLE
+#define SK_T_ADD(acc_a, acc_b, e, at_max) ((void)(at_max), sk_two_sum_add(&(acc_a), &(acc_b), (double)(e)))
+#define SK_T_VALUE(acc_a, acc_b) (((acc_a) - 1.0) + (acc_b))
+#else
+#define SK_T_ADD(acc_a, acc_b, e, at_max) \
+    ((acc_a) += (at_max) ? 0.0 : (double)(e), (acc_b) += (at_max) ? 1.0 : 0.0)
+#define SK_T_VALUE(acc_a, acc_b) ((acc_a) + ((acc_b) - 1.0))
+#endif
+
+/* e_k = exp(z_k - m) into e, and T. The summation order is fixed by the code (not by
+ * the threads), so the result does not depend on the number of threads. */
+SK_INLINE double SK_NAME(sk_exp_row)(const SK_REAL *z, SK_REAL m, SK_REAL *e, sk_index n_classes)
+{
+#if SK_IS_DOUBLE
+    SK_SIMD
     for (sk_index k = 0; k < n_classes; ++k)
-        lo = z[k] < lo && z[k] != (SK_REAL)-INFINITY ? z[k] : lo;
-    return lo;
+        e[k] = SK_EXP(z[k] - m);
+    double hi[SK_SUM_LANES] = {0}, lo[SK_SUM_LANES] = {0};
+    sk_index k = 0;
+    for (; k + SK_SUM_LANES <= n_classes; k += SK_SUM_LANES) {
+        SK_SIMD
+        for (int l = 0; l < SK_SUM_LANES; ++l)
+            SK_T_ADD(hi[l], lo[l], e[k + l], 0);
+    }
+    sk_acc total = {0.0, 0.0};
+    for (; k < n_classes; ++k)
+        sk_acc_add(&total, e[k]);
+    for (int l = 0; l < SK_SUM_LANES; ++l) {
+        sk_acc_add(&total, hi[l]);
+        total.err += lo[l];
+    }
+    return SK_T_VALUE(total.sum, total.err);
+#else
+    double below = 0.0, ties = 0.0;
+    SK_SIMD_REDUCE(+ : below, ties)
+    for (sk_index k = 0; k < n_classes; ++k) {
+        e[k] = SK_EXP(z[k] - m);
+        SK_T_ADD(below, ties, e[k], z[k] == m);
+    }
+    return SK_T_VALUE(below, ties);
+#endif
 }
 
 SK_INLINE int SK_NAME(sk_row_ignored)(const sk_problem *pb, sk_index row)
@@ -109,53 +131,50 @@ SK_INLINE int SK_NAME(sk_row_ignored)(const sk_problem *pb, sk_index row)
     return pb->target_kind == SK_TARGET_LABELS && pb->has_ignore_index && pb->labels[row] == pb->ignore_index;
 }
 
-/* Phases 1-3 row by row: for rows long enough to fill the SIMD lanes. */
+/* The status of a row from its statistics; T < 0 means NaN in the row or no class at m.
+ * Branch-free (m - m is 0 exactly for finite m), so the loop over a block vectorises. */
+SK_INLINE unsigned char SK_NAME(sk_row_status)(double m, double min_finite, double sum_excl, int detect_extreme)
+{
+    const int usable = (m - m == 0.0) & (sum_excl >= 0.0);
+    const int extreme = detect_extreme & (min_finite - m < -SK_EXTREME_GAP);
+    return usable ? (extreme ? SK_ROW_EXTREME : SK_ROW_VALID) : SK_ROW_INVALID;
+}
+
+/* Phases 1-3 row by row, for rows long enough to fill the SIMD lanes: one pass for m,
+ * one pass for exp and T. */
 SK_INLINE void SK_NAME(sk_block_stats_rows)(const sk_problem *pb, sk_index row_begin, sk_index n_rows, sk_block *blk,
                                             int detect_extreme)
 {
     const sk_index n_classes = pb->n_classes;
     SK_REAL *strip = (SK_REAL *)blk->strip;
     for (sk_index i = 0; i < n_rows; ++i) {
-        SK_REAL *d = strip + i * n_classes;
-        if (SK_NAME(sk_row_ignored)(pb, row_begin + i)) {
+        blk->row_max[i] = 0.0;
+        blk->sum_excl[i] = 0.0;
+        strip[i * n_classes] = 0; /* rows without exp values still have a defined first one */
+        if (SK_NAME(sk_row_ignored)(pb, row_begin + i)) { /* not read */
             blk->status[i] = SK_ROW_IGNORED;
-            blk->row_max[i] = 0.0;
-            for (sk_index k = 0; k < n_classes; ++k)
-                d[k] = 0;
             continue;
         }
         const SK_REAL *z = SK_CROW(pb->z, row_begin + i, n_classes);
-        SK_REAL m = SK_NAME(sk_row_max)(z, n_classes);
-        blk->row_max[i] = m;
-        blk->status[i] = isfinite((double)m) ? SK_ROW_VALID : SK_ROW_INVALID;
-        if (detect_extreme && blk->status[i] == SK_ROW_VALID &&
-            (double)SK_NAME(sk_row_min_finite)(z, n_classes) - (double)m < -SK_EXTREME_GAP)
-            blk->status[i] = SK_ROW_EXTREME;
-        SK_SIMD
-        for (sk_index k = 0; k < n_classes; ++k)
-            d[k] = z[k] - m;
-    }
-    const sk_index n_strip = n_rows * n_classes;
-    SK_SIMD
-    for (sk_index j = 0; j < n_strip; ++j)
-        strip[j] = SK_EXP(strip[j]);
-    for (sk_index i = 0; i < n_rows; ++i) {
-        double sum_excl = 0.0;
-        if (blk->status[i] != SK_ROW_INVALID && blk->status[i] != SK_ROW_IGNORED) {
-            sum_excl = SK_NAME(sk_sum_excl_argmax)(strip + i * n_classes, n_classes);
-            if (!(sum_excl >= 0.0)) /* NaN in the row, or no class at the maximum */
-                blk->status[i] = SK_ROW_INVALID;
-        }
-        blk->sum_excl[i] = blk->status[i] == SK_ROW_INVALID || blk->status[i] == SK_ROW_IGNORED ? 0.0 : sum_excl;
+        SK_REAL min_finite;
+        const SK_REAL m = SK_NAME(sk_row_max_min)(z, n_classes, &min_finite);
+        blk->status[i] = SK_ROW_INVALID;
+        if (!isfinite((double)m))
+            continue;
+        const double sum_excl = SK_NAME(sk_exp_row)(z, m, strip + i * n_classes, n_classes);
+        blk->status[i] = SK_NAME(sk_row_status)((double)m, (double)min_finite, sum_excl, detect_extreme);
+        blk->row_max[i] = (double)m;
+        blk->sum_excl[i] = blk->status[i] == SK_ROW_INVALID ? 0.0 : sum_excl;
     }
 }
 
 /* Phases 1-3 for short rows (K <= SK_SMALL_CLASSES): row by row, a row would use a
  * fraction of a SIMD register and spend its time in horizontal reductions. Instead the
  * block is transposed to columns of classes, so that every step is an elementwise
- * operation across the block's rows (one SIMD lane per row), then transposed back. */
+ * operation across the block's rows (one SIMD lane per row). The exp values stay as
+ * columns (columns[k * n_rows + i]); with want_strip they are also copied back to rows. */
 SK_INLINE void SK_NAME(sk_block_stats_columns)(const sk_problem *pb, sk_index row_begin, sk_index n_rows,
-                                               sk_block *blk, int detect_extreme)
+                                               sk_block *blk, int detect_extreme, int want_strip)
 {
     const sk_index n_classes = pb->n_classes;
     const SK_REAL *z = (const SK_REAL *)pb->z + row_begin * n_classes;
@@ -163,7 +182,7 @@ SK_INLINE void SK_NAME(sk_block_stats_columns)(const sk_problem *pb, sk_index ro
     SK_REAL *columns = (SK_REAL *)blk->columns;             /* columns[k * n_rows + i] */
     SK_REAL *row_max = columns + n_classes * n_rows;        /* n_rows each */
     SK_REAL *row_min = row_max + n_rows;
-    double *hi = (double *)blk->columns_sums, *lo = hi + n_rows;
+    double *acc_a = (double *)blk->columns_sums, *acc_b = acc_a + n_rows;
     unsigned char *status = blk->status;
     for (sk_index i = 0; i < n_rows; ++i)
         status[i] = SK_NAME(sk_row_ignored)(pb, row_begin + i) ? SK_ROW_IGNORED : SK_ROW_VALID;
@@ -174,51 +193,48 @@ SK_INLINE void SK_NAME(sk_block_stats_columns)(const sk_problem *pb, sk_index ro
     for (sk_index i = 0; i < n_rows; ++i) {
         row_max[i] = (SK_REAL)-INFINITY;
         row_min[i] = (SK_REAL)INFINITY;
+        acc_a[i] = acc_b[i] = 0.0;
     }
     for (sk_index k = 0; k < n_classes; ++k) {
         const SK_REAL *col = columns + k * n_rows;
         SK_SIMD
         for (sk_index i = 0; i < n_rows; ++i) {
+            const SK_REAL finite_or_inf = col[i] == (SK_REAL)-INFINITY ? (SK_REAL)INFINITY : col[i];
             row_max[i] = col[i] > row_max[i] ? col[i] : row_max[i];
-            row_min[i] = col[i] < row_min[i] && col[i] != (SK_REAL)-INFINITY ? col[i] : row_min[i];
+            row_min[i] = finite_or_inf < row_min[i] ? finite_or_inf : row_min[i];
         }
     }
-    for (sk_index k = 0; k < n_classes; ++k) {
+    for (sk_index k = 0; k < n_classes; ++k) { /* the accumulators of sk_exp_row, one per row */
         SK_REAL *col = columns + k * n_rows;
         SK_SIMD
-        for (sk_index i = 0; i < n_rows; ++i)
+        for (sk_index i = 0; i < n_rows; ++i) {
+            const int at_max = col[i] == row_max[i];
             col[i] = SK_EXP(col[i] - row_max[i]);
-    }
-    SK_SIMD
-    for (sk_index i = 0; i < n_rows; ++i)
-        hi[i] = lo[i] = 0.0;
-    for (sk_index k = 0; k < n_classes; ++k) { /* TwoSum, one accumulator per row */
-        const SK_REAL *col = columns + k * n_rows;
-        SK_SIMD
-        for (sk_index i = 0; i < n_rows; ++i)
-            sk_two_sum_add(&hi[i], &lo[i], (double)col[i]);
+            SK_T_ADD(acc_a[i], acc_b[i], col[i], at_max);
+        }
     }
     for (sk_index i = 0; i < n_rows; ++i) {
         const double m = (double)row_max[i];
-        const double sum_excl = (hi[i] - 1.0) + lo[i]; /* as in sk_sum_excl_argmax */
-        if (status[i] == SK_ROW_VALID && !(isfinite(m) && sum_excl >= 0.0))
-            status[i] = SK_ROW_INVALID;
-        if (detect_extreme && status[i] == SK_ROW_VALID && (double)row_min[i] - m < -SK_EXTREME_GAP)
-            status[i] = SK_ROW_EXTREME;
-        blk->row_max[i] = status[i] == SK_ROW_IGNORED ? 0.0 : m;
-        blk->sum_excl[i] = status[i] == SK_ROW_INVALID || status[i] == SK_ROW_IGNORED ? 0.0 : sum_excl;
+        const double sum_excl = SK_T_VALUE(acc_a[i], acc_b[i]);
+        const unsigned char found = SK_NAME(sk_row_status)(m, (double)row_min[i], sum_excl, detect_extreme);
+        const unsigned char row_status = status[i] == SK_ROW_IGNORED ? SK_ROW_IGNORED : found;
+        status[i] = row_status;
+        blk->row_max[i] = row_status == SK_ROW_IGNORED ? 0.0 : m;
+        blk->sum_excl[i] = (row_status == SK_ROW_VALID) | (row_status == SK_ROW_EXTREME) ? sum_excl : 0.0;
     }
-    for (sk_index i = 0; i < n_rows; ++i)
-        for (sk_index k = 0; k < n_classes; ++k)
-            strip[i * n_classes + k] = columns[k * n_rows + i];
+    if (want_strip)
+        for (sk_index i = 0; i < n_rows; ++i)
+            for (sk_index k = 0; k < n_classes; ++k)
+                strip[i * n_classes + k] = columns[k * n_rows + i];
 }
 
-/* Phases 1-4 for rows [row_begin, row_begin + n_rows). */
+/* Phases 1-4 for rows [row_begin, row_begin + n_rows). Afterwards the exp values of row i
+ * are at e[i * row_stride + k * class_stride] (sk_block_exp_layout). */
 SK_INLINE void SK_NAME(sk_block_stats)(const sk_problem *pb, sk_index row_begin, sk_index n_rows, sk_block *blk,
-                                       int need_log1p, int detect_extreme)
+                                       int need_log1p, int detect_extreme, int want_strip)
 {
     if (pb->n_classes <= SK_SMALL_CLASSES)
-        SK_NAME(sk_block_stats_columns)(pb, row_begin, n_rows, blk, detect_extreme);
+        SK_NAME(sk_block_stats_columns)(pb, row_begin, n_rows, blk, detect_extreme, want_strip);
     else
         SK_NAME(sk_block_stats_rows)(pb, row_begin, n_rows, blk, detect_extreme);
     if (need_log1p) {
@@ -229,6 +245,9 @@ SK_INLINE void SK_NAME(sk_block_stats)(const sk_problem *pb, sk_index row_begin,
             log1p_sum[i] = sk_log1p_d(sum_excl[i]);
     }
 }
+
+#undef SK_T_ADD
+#undef SK_T_VALUE
 
 SK_INLINE void SK_NAME(sk_fill)(SK_REAL *out, sk_index n, double value)
 {
@@ -243,7 +262,7 @@ SK_DISPATCH static void SK_NAME(sk_softmax_block)(const sk_problem *pb, sk_index
 {
     const sk_index n_classes = pb->n_classes, n_rows = row_end - row_begin;
     sk_block blk = sk_block_layout(scratch, n_classes, n_rows);
-    SK_NAME(sk_block_stats)(pb, row_begin, n_rows, &blk, 0, 0);
+    SK_NAME(sk_block_stats)(pb, row_begin, n_rows, &blk, 0, 0, 1);
     const SK_REAL *strip = (const SK_REAL *)blk.strip;
     for (sk_index i = 0; i < n_rows; ++i) {
         SK_REAL *out = SK_ROW(pb->softmax, row_begin + i, n_classes);
@@ -264,7 +283,7 @@ SK_DISPATCH static void SK_NAME(sk_log_softmax_block)(const sk_problem *pb, sk_i
 {
     const sk_index n_classes = pb->n_classes, n_rows = row_end - row_begin;
     sk_block blk = sk_block_layout(scratch, n_classes, n_rows);
-    SK_NAME(sk_block_stats)(pb, row_begin, n_rows, &blk, 1, 0);
+    SK_NAME(sk_block_stats)(pb, row_begin, n_rows, &blk, 1, 0, 1);
     for (sk_index i = 0; i < n_rows; ++i) {
         const SK_REAL *z = SK_CROW(pb->z, row_begin + i, n_classes);
         SK_REAL *out = SK_ROW(pb->log_softmax, row_begin + i, n_classes);
@@ -326,7 +345,7 @@ SK_INLINE void SK_NAME(sk_target_row_wide)(const sk_problem *pb, sk_index row, S
     SK_WIDE_NAME(sk_macc) total = {0, 0};
     for (sk_index k = 0; k < n_classes; ++k)
         SK_WIDE_NAME(sk_macc_add)(&total, e[k]);
-    const SK_WIDE sum_excl = (total.sum - 1) + total.err; /* as in sk_sum_excl_argmax */
+    const SK_WIDE sum_excl = (total.sum - 1) + total.err; /* as in sk_exp_row for double data */
     SK_WIDE_NAME(sk_target_outputs)(pb, row, row_max, sum_excl, SK_WIDE_LOG1P(sum_excl), e, s, minus_cs);
 }
 
@@ -345,6 +364,104 @@ SK_INLINE void SK_NAME(sk_fill_target_row)(const sk_problem *pb, sk_index row, d
         SK_NAME(sk_fill)((SK_REAL *)pb->hessian_vector_product + row * n_classes, n_classes, fill);
 }
 
+/* ---- labels without smoothing, loss and gradient: the training call ----------------------- */
+
+/* There a is w cw_y (1 - eps) at the label and zero elsewhere, so c = a_y, and all a row's
+ * outputs follow from m, T, log1p(T), z_y and e_y. These per-row values are computed for
+ * the whole block in one loop (vectorised across rows, no per-row set-up), then each row's
+ * gradient g_k = (c / S) e_k is written in one pass and its label's element replaced.
+ * The formulas, and their order, are those of sk_target_sums and sk_write_gradient
+ * (steps 3-6), so both paths give the same bits. Other rows (extreme, invalid, ignored)
+ * are left to the general path. */
+SK_INLINE int SK_NAME(sk_is_label_call)(const sk_problem *pb)
+{
+    return pb->target_kind == SK_TARGET_LABELS && pb->label_smoothing == 0.0 && !pb->hessian &&
+           !pb->hessian_diagonal && !pb->hessian_vector_product;
+}
+
+/* The exp values of row i, class k, are at e[i * row_stride + k * class_stride]. */
+SK_INLINE void SK_NAME(sk_label_outputs)(const sk_problem *pb, sk_index row_begin, sk_index n_rows,
+                                         const sk_block *blk, SK_REAL *e, sk_index row_stride,
+                                         sk_index class_stride)
+{
+    const sk_index n_classes = pb->n_classes;
+    const SK_REAL *z = (const SK_REAL *)pb->z;
+    const SK_REAL *sample_weight = (const SK_REAL *)pb->sample_weight;
+    const SK_REAL *class_weight = (const SK_REAL *)pb->class_weight;
+    const int64_t *labels = pb->labels;
+    const unsigned char *status = blk->status;
+    const int want_loss = pb->row_loss != NULL;
+    double *scale = blk->columns_sums, *label_gradient = scale + n_rows; /* free after the stats */
+    double *loss = blk->log1p_sum;                                       /* log1p(T) becomes the loss */
+    /* Rows other than valid ones are computed too (an ignored row's label, possibly out of
+     * range, is replaced by 0) but not stored. The optional weights are applied in loops of
+     * their own, so that the main loop, free of conditional loads, vectorises. */
+    double *weight = scale; /* w / D, then w cw_y / D: as st.row_weight and st.label_coefficient */
+    if (sample_weight) {
+        SK_SIMD
+        for (sk_index i = 0; i < n_rows; ++i)
+            weight[i] = (double)sample_weight[row_begin + i] / pb->denominator;
+    } else {
+        SK_SIMD
+        for (sk_index i = 0; i < n_rows; ++i)
+            weight[i] = 1.0 / pb->denominator;
+    }
+    if (class_weight) {
+        SK_SIMD
+        for (sk_index i = 0; i < n_rows; ++i) {
+            const uint64_t label = (uint64_t)labels[row_begin + i];
+            weight[i] *= (double)class_weight[label < (uint64_t)n_classes ? label : 0];
+        }
+    }
+    SK_SIMD
+    for (sk_index i = 0; i < n_rows; ++i) {
+        const sk_index row = row_begin + i;
+        const uint64_t label = (uint64_t)labels[row];
+        const sk_index y = label < (uint64_t)n_classes ? (sk_index)label : 0;
+        const double alpha = weight[i] * pb->one_minus_eps;
+        const double m = blk->row_max[i], sum_excl = blk->sum_excl[i], sum = 1.0 + sum_excl;
+        const double z_y = (double)z[row * n_classes + y];
+        const double e_y = (double)e[i * row_stride + y * class_stride];
+        const int label_is_max = z_y == m;
+        const double c = (label_is_max ? 0.0 : alpha) + (label_is_max ? alpha : 0.0); /* c_excl + a_p */
+        const double dot = alpha != 0.0 ? alpha * (m - z_y) : 0.0;
+        loss[i] = want_loss ? dot + c * loss[i] : 0.0;
+        scale[i] = c / sum;
+        label_gradient[i] = label_is_max ? -(alpha * sum_excl / sum) : c * (e_y / sum) - alpha;
+    }
+    /* Short rows (stored as columns): g_k = (c / S) e_k in place, vectorised across rows, so
+     * that writing the rows out is a plain copy. */
+    const int scaled_in_place = pb->gradient && class_stride != 1;
+    if (scaled_in_place)
+        for (sk_index k = 0; k < n_classes; ++k) {
+            SK_REAL *col = e + k * class_stride;
+            SK_SIMD
+            for (sk_index i = 0; i < n_rows; ++i)
+                col[i] = (SK_REAL)((double)col[i] * scale[i]);
+        }
+    for (sk_index i = 0; i < n_rows; ++i) {
+        if (status[i] != SK_ROW_VALID)
+            continue;
+        const sk_index row = row_begin + i;
+        if (want_loss)
+            pb->row_loss[row] = loss[i];
+        if (!pb->gradient)
+            continue;
+        SK_REAL *g = SK_ROW(pb->gradient, row, n_classes);
+        const SK_REAL *e_row = e + i * row_stride;
+        if (scaled_in_place) {
+            for (sk_index k = 0; k < n_classes; ++k)
+                g[k] = e_row[k * class_stride];
+        } else {
+            const double row_scale = scale[i];
+            SK_SIMD
+            for (sk_index k = 0; k < n_classes; ++k)
+                g[k] = (SK_REAL)((double)e_row[k * class_stride] * row_scale);
+        }
+        g[labels[row]] = (SK_REAL)label_gradient[i];
+    }
+}
+
 /* Everything a target call asks for, for rows [row_begin, row_end); ignored rows are zero
  * and not read, invalid rows NaN. */
 SK_DISPATCH static void SK_NAME(sk_target_block)(const sk_problem *pb, sk_index row_begin, sk_index row_end,
@@ -352,7 +469,13 @@ SK_DISPATCH static void SK_NAME(sk_target_block)(const sk_problem *pb, sk_index 
 {
     const sk_index n_classes = pb->n_classes, n_rows = row_end - row_begin;
     sk_block blk = sk_block_layout(scratch, n_classes, n_rows);
-    SK_NAME(sk_block_stats)(pb, row_begin, n_rows, &blk, pb->row_loss != NULL, 1);
+    const int label_call = SK_NAME(sk_is_label_call)(pb);
+    const int short_rows = n_classes <= SK_SMALL_CLASSES;
+    SK_NAME(sk_block_stats)(pb, row_begin, n_rows, &blk, pb->row_loss != NULL, 1, !(label_call && short_rows));
+    if (label_call && short_rows) /* the exp values are still columns */
+        SK_NAME(sk_label_outputs)(pb, row_begin, n_rows, &blk, (SK_REAL *)blk.columns, 1, n_rows);
+    else if (label_call)
+        SK_NAME(sk_label_outputs)(pb, row_begin, n_rows, &blk, (SK_REAL *)blk.strip, n_classes, 1);
     double *e = (double *)blk.row_work, *s = e + n_classes, *minus_cs = s + n_classes;
     /* float data: a gradient c s_k - a_k with dense targets needs s_k to double precision. */
     const int dense_gradient = !SK_IS_DOUBLE && pb->gradient &&
@@ -365,6 +488,8 @@ SK_DISPATCH static void SK_NAME(sk_target_block)(const sk_problem *pb, sk_index 
         const int status = blk.status[i] == SK_ROW_VALID && dense_gradient ? SK_ROW_EXTREME : blk.status[i];
         switch (status) {
         case SK_ROW_VALID:
+            if (label_call)
+                break; /* done above */
 #if SK_IS_DOUBLE
             e = (double *)e_strip;
 #else

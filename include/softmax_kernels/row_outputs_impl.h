@@ -11,9 +11,6 @@
 #error "row_outputs_impl.h is included by row_kernels_impl.h only"
 #endif
 
-#define SK_ROW(ptr, row, width) ((SK_REAL *)(ptr) + (sk_index)(row) * (width))
-#define SK_CROW(ptr, row, width) ((const SK_REAL *)(ptr) + (sk_index)(row) * (width))
-
 /* TwoSum accumulation in SK_MATH (see sk_acc in common.h). */
 typedef struct {
     SK_MATH sum, err;
@@ -249,6 +246,3 @@ SK_INLINE void SK_MNAME(sk_target_outputs)(const sk_problem *pb, sk_index row, S
     if (pb->gradient)
         SK_MNAME(sk_write_gradient)(pb, row, &st, e, s, SK_ROW(pb->gradient, row, n_classes));
 }
-
-#undef SK_ROW
-#undef SK_CROW
