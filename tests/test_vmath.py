@@ -53,3 +53,26 @@ def test_double_log1p_is_within_about_one_ulp_on_samples():
         [0.0, 2.0**-1074, 1.0, np.inf, np.nan],
     ])
     assert _kernels.log1p_float64_max_ulp_error(samples) <= DOUBLE_LOG1P_ULPS
+
+
+def test_flushing_float_exp_equals_exp_where_normal_and_zero_below():
+    # Every non-positive float (and the negative NaNs): bitwise equal to the full exp on
+    # [-87, 0], 0 below, NaN for NaN. The kernels rely on this for rows spanning at most 80.
+    from softmax_kernels import _kernels
+
+    chunks = [(start, start + 2**27) for start in range(2**31, 2**32, 2**27)]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        assert sum(pool.map(lambda chunk: _kernels.exp_nonpositive_float32_mismatches(*chunk), chunks)) == 0
+
+
+def test_flushing_double_exp_equals_exp_where_normal_and_zero_below():
+    from softmax_kernels import _kernels
+
+    rng = np.random.default_rng(3)
+    samples = np.concatenate([
+        -rng.uniform(0.0, 800.0, 2_000_000),
+        -(10.0 ** rng.uniform(-320, 0, 200_000)),
+        rng.uniform(-708.5, -707.5, 200_000),  # around the threshold
+        [0.0, -0.0, -np.inf, np.nan, -708.0, np.nextafter(-708.0, 0.0), -600.0],
+    ])
+    assert _kernels.exp_nonpositive_float64_mismatches(samples) == 0

@@ -68,11 +68,14 @@ typedef struct {
     void *row_work;        /* 3 K values of up to long double: e, s and -c s of one row */
     void *columns;         /* short rows: the block as columns, then the row max and min */
     double *columns_sums;  /* short rows: TwoSum accumulators, 2 per row */
+    double *row_values;    /* SK_ROW_VALUES arrays of one value per row, for the outputs */
     double *row_max;       /* per row of the block */
     double *sum_excl;      /* T per row */
     double *log1p_sum;     /* log1p(T) per row */
     unsigned char *status; /* SK_ROW_* per row */
 } sk_block;
+
+#define SK_ROW_VALUES 6
 
 static inline sk_index sk_block_rows(sk_index n_classes)
 {
@@ -90,7 +93,7 @@ static inline sk_index sk_scratch_doubles(sk_index n_classes)
 {
     sk_index rows = sk_block_rows(n_classes);
     const sk_index wide = (sk_index)(sizeof(long double) / sizeof(double)) + 1;
-    return 2 * sk_round8(rows * n_classes) + sk_round8(3 * wide * n_classes) + 8 * sk_round8(rows);
+    return 2 * sk_round8(rows * n_classes) + sk_round8(3 * wide * n_classes) + (8 + SK_ROW_VALUES) * sk_round8(rows);
 }
 
 SK_INLINE sk_block sk_block_layout(double *scratch, sk_index n_classes, sk_index n_rows)
@@ -106,7 +109,8 @@ SK_INLINE sk_block sk_block_layout(double *scratch, sk_index n_classes, sk_index
     blk.row_max = blk.columns_sums + 2 * sk_round8(rows);
     blk.sum_excl = blk.row_max + sk_round8(rows);
     blk.log1p_sum = blk.sum_excl + sk_round8(rows);
-    blk.status = (unsigned char *)(blk.log1p_sum + sk_round8(rows));
+    blk.row_values = blk.log1p_sum + sk_round8(rows);
+    blk.status = (unsigned char *)(blk.row_values + SK_ROW_VALUES * sk_round8(rows));
     return blk;
 }
 

@@ -49,6 +49,10 @@
 #define SK_ROW(ptr, row, width) ((SK_REAL *)(ptr) + (sk_index)(row) * (width))
 #define SK_CROW(ptr, row, width) ((const SK_REAL *)(ptr) + (sk_index)(row) * (width))
 #define SK_EXP SK_NAME(sk_exp)
+/* exp(z - m) for the statistics: target calls recompute extreme rows (span > SK_EXTREME_GAP)
+ * in a wider type, so they may use the cheaper exp that flushes what would be subnormal. */
+#define SK_EXP_ROW(x, extreme_rows_recomputed) \
+    ((extreme_rows_recomputed) ? SK_NAME(sk_exp_nonpositive)(x) : SK_NAME(sk_exp)(x))
 
 /* ---- phases 1 to 4: the statistics of a block ------------------------------------------- */
 
@@ -94,12 +98,13 @@ SK_INLINE SK_REAL SK_NAME(sk_row_max_min)(const SK_REAL *z, sk_index n_classes, 
 
 /* e_k = exp(z_k - m) into e, and T. The summation order is fixed by the code (not by
  * the threads), so the result does not depend on the number of threads. */
-SK_INLINE double SK_NAME(sk_exp_row)(const SK_REAL *z, SK_REAL m, SK_REAL *e, sk_index n_classes)
+SK_INLINE double SK_NAME(sk_exp_row)(const SK_REAL *z, SK_REAL m, SK_REAL *e, sk_index n_classes,
+                                     int extreme_rows_recomputed)
 {
 #if SK_IS_DOUBLE
     SK_SIMD
     for (sk_index k = 0; k < n_classes; ++k)
-        e[k] = SK_EXP(z[k] - m);
+        e[k] = SK_EXP_ROW(z[k] - m, extreme_rows_recomputed);
     double hi[SK_SUM_LANES] = {0}, lo[SK_SUM_LANES] = {0};
     sk_index k = 0;
     for (; k + SK_SUM_LANES <= n_classes; k += SK_SUM_LANES) {
@@ -107,19 +112,23 @@ SK_INLINE double SK_NAME(sk_exp_row)(const SK_REAL *z, SK_REAL m, SK_REAL *e, sk
         for (int l = 0; l < SK_SUM_LANES; ++l)
             SK_T_ADD(hi[l], lo[l], e[k + l], 0);
     }
-    sk_acc total = {0.0, 0.0};
-    for (; k < n_classes; ++k)
-        sk_acc_add(&total, e[k]);
-    for (int l = 0; l < SK_SUM_LANES; ++l) {
-        sk_acc_add(&total, hi[l]);
-        total.err += lo[l];
+    for (int l = 0; k < n_classes; ++k, ++l)
+        SK_T_ADD(hi[l], lo[l], e[k], 0);
+    /* The lanes are combined pairwise (a tree of depth 3, not a chain of 8 TwoSums):
+     * rows are short enough that this latency counts. */
+    for (int width = SK_SUM_LANES / 2; width >= 1; width /= 2) {
+        SK_SIMD
+        for (int l = 0; l < width; ++l) {
+            sk_two_sum_add(&hi[l], &lo[l], hi[l + width]);
+            lo[l] += lo[l + width];
+        }
     }
-    return SK_T_VALUE(total.sum, total.err);
+    return SK_T_VALUE(hi[0], lo[0]);
 #else
     double below = 0.0, ties = 0.0;
     SK_SIMD_REDUCE(+ : below, ties)
     for (sk_index k = 0; k < n_classes; ++k) {
-        e[k] = SK_EXP(z[k] - m);
+        e[k] = SK_EXP_ROW(z[k] - m, extreme_rows_recomputed);
         SK_T_ADD(below, ties, e[k], z[k] == m);
     }
     return SK_T_VALUE(below, ties);
@@ -161,7 +170,7 @@ SK_INLINE void SK_NAME(sk_block_stats_rows)(const sk_problem *pb, sk_index row_b
         blk->status[i] = SK_ROW_INVALID;
         if (!isfinite((double)m))
             continue;
-        const double sum_excl = SK_NAME(sk_exp_row)(z, m, strip + i * n_classes, n_classes);
+        const double sum_excl = SK_NAME(sk_exp_row)(z, m, strip + i * n_classes, n_classes, detect_extreme);
         blk->status[i] = SK_NAME(sk_row_status)((double)m, (double)min_finite, sum_excl, detect_extreme);
         blk->row_max[i] = (double)m;
         blk->sum_excl[i] = blk->status[i] == SK_ROW_INVALID ? 0.0 : sum_excl;
@@ -209,7 +218,7 @@ SK_INLINE void SK_NAME(sk_block_stats_columns)(const sk_problem *pb, sk_index ro
         SK_SIMD
         for (sk_index i = 0; i < n_rows; ++i) {
             const int at_max = col[i] == row_max[i];
-            col[i] = SK_EXP(col[i] - row_max[i]);
+            col[i] = SK_EXP_ROW(col[i] - row_max[i], detect_extreme);
             SK_T_ADD(acc_a[i], acc_b[i], col[i], at_max);
         }
     }
@@ -364,15 +373,52 @@ SK_INLINE void SK_NAME(sk_fill_target_row)(const sk_problem *pb, sk_index row, d
         SK_NAME(sk_fill)((SK_REAL *)pb->hessian_vector_product + row * n_classes, n_classes, fill);
 }
 
+/* ---- vectorised paths: no dense targets ----------------------------------------------------
+ *
+ * Without dense targets (labels without smoothing, or no targets), a row's coefficients are
+ * a few numbers: a is w cw_y (1 - eps) at the label and zero elsewhere, so c = a_y (or c = w
+ * without targets). The paths below compute such per-row values for the whole block in
+ * loops vectorised across rows (no per-row set-up), then write each row in one pass. The
+ * formulas, and their order, are those of row_outputs_impl.h, so both paths give the same
+ * bits. Rows other than valid ones (extreme, invalid, ignored) are computed too (an ignored
+ * row's label, possibly out of range, is replaced by 0) but not stored: the general path
+ * writes them afterwards. */
+
+/* The label of each row, clamped into [0, K) for the rows that are not used. */
+SK_INLINE sk_index SK_NAME(sk_usable_label)(const sk_problem *pb, sk_index row)
+{
+    const uint64_t label = (uint64_t)pb->labels[row];
+    return label < (uint64_t)pb->n_classes ? (sk_index)label : 0;
+}
+
+/* weight[i] = w / D, times cw_y with labels: st.row_weight, and with labels the factor of
+ * st.label_coefficient before (1 - eps). The optional arrays are applied in loops of their
+ * own, so that no loop has conditional loads (which would keep it from vectorising). */
+SK_INLINE void SK_NAME(sk_row_weights)(const sk_problem *pb, sk_index row_begin, sk_index n_rows, double *weight)
+{
+    const SK_REAL *sample_weight = (const SK_REAL *)pb->sample_weight;
+    const SK_REAL *class_weight = (const SK_REAL *)pb->class_weight;
+    if (sample_weight) {
+        SK_SIMD
+        for (sk_index i = 0; i < n_rows; ++i)
+            weight[i] = (double)sample_weight[row_begin + i] / pb->denominator;
+    } else {
+        SK_SIMD
+        for (sk_index i = 0; i < n_rows; ++i)
+            weight[i] = 1.0 / pb->denominator;
+    }
+    if (class_weight && pb->target_kind == SK_TARGET_LABELS) {
+        SK_SIMD
+        for (sk_index i = 0; i < n_rows; ++i)
+            weight[i] *= (double)class_weight[SK_NAME(sk_usable_label)(pb, row_begin + i)];
+    }
+}
+
 /* ---- labels without smoothing, loss and gradient: the training call ----------------------- */
 
-/* There a is w cw_y (1 - eps) at the label and zero elsewhere, so c = a_y, and all a row's
- * outputs follow from m, T, log1p(T), z_y and e_y. These per-row values are computed for
- * the whole block in one loop (vectorised across rows, no per-row set-up), then each row's
- * gradient g_k = (c / S) e_k is written in one pass and its label's element replaced.
- * The formulas, and their order, are those of sk_target_sums and sk_write_gradient
- * (steps 3-6), so both paths give the same bits. Other rows (extreme, invalid, ignored)
- * are left to the general path. */
+/* All a row's outputs follow from m, T, log1p(T), z_y and e_y; each row's gradient
+ * g_k = (c / S) e_k is then written in one pass and its label's element replaced
+ * (steps 3-6 as in sk_target_sums and sk_write_gradient). */
 SK_INLINE int SK_NAME(sk_is_label_call)(const sk_problem *pb)
 {
     return pb->target_kind == SK_TARGET_LABELS && pb->label_smoothing == 0.0 && !pb->hessian &&
@@ -386,38 +432,17 @@ SK_INLINE void SK_NAME(sk_label_outputs)(const sk_problem *pb, sk_index row_begi
 {
     const sk_index n_classes = pb->n_classes;
     const SK_REAL *z = (const SK_REAL *)pb->z;
-    const SK_REAL *sample_weight = (const SK_REAL *)pb->sample_weight;
-    const SK_REAL *class_weight = (const SK_REAL *)pb->class_weight;
     const int64_t *labels = pb->labels;
     const unsigned char *status = blk->status;
     const int want_loss = pb->row_loss != NULL;
     double *scale = blk->columns_sums, *label_gradient = scale + n_rows; /* free after the stats */
     double *loss = blk->log1p_sum;                                       /* log1p(T) becomes the loss */
-    /* Rows other than valid ones are computed too (an ignored row's label, possibly out of
-     * range, is replaced by 0) but not stored. The optional weights are applied in loops of
-     * their own, so that the main loop, free of conditional loads, vectorises. */
-    double *weight = scale; /* w / D, then w cw_y / D: as st.row_weight and st.label_coefficient */
-    if (sample_weight) {
-        SK_SIMD
-        for (sk_index i = 0; i < n_rows; ++i)
-            weight[i] = (double)sample_weight[row_begin + i] / pb->denominator;
-    } else {
-        SK_SIMD
-        for (sk_index i = 0; i < n_rows; ++i)
-            weight[i] = 1.0 / pb->denominator;
-    }
-    if (class_weight) {
-        SK_SIMD
-        for (sk_index i = 0; i < n_rows; ++i) {
-            const uint64_t label = (uint64_t)labels[row_begin + i];
-            weight[i] *= (double)class_weight[label < (uint64_t)n_classes ? label : 0];
-        }
-    }
+    double *weight = scale;
+    SK_NAME(sk_row_weights)(pb, row_begin, n_rows, weight);
     SK_SIMD
     for (sk_index i = 0; i < n_rows; ++i) {
         const sk_index row = row_begin + i;
-        const uint64_t label = (uint64_t)labels[row];
-        const sk_index y = label < (uint64_t)n_classes ? (sk_index)label : 0;
+        const sk_index y = SK_NAME(sk_usable_label)(pb, row);
         const double alpha = weight[i] * pb->one_minus_eps;
         const double m = blk->row_max[i], sum_excl = blk->sum_excl[i], sum = 1.0 + sum_excl;
         const double z_y = (double)z[row * n_classes + y];
@@ -462,6 +487,108 @@ SK_INLINE void SK_NAME(sk_label_outputs)(const sk_problem *pb, sk_index row_begi
     }
 }
 
+/* ---- Hessian-vector products of short rows --------------------------------------------------- */
+
+/* Hv for rows of K <= SK_SMALL_CLASSES without dense targets, the block held as columns:
+ * v is transposed like z, and each step of sk_write_hessian_vector_product (step 8) runs
+ * across the block's rows. */
+SK_INLINE int SK_NAME(sk_is_short_hvp_call)(const sk_problem *pb)
+{
+    return pb->n_classes <= SK_SMALL_CLASSES && pb->hessian_vector_product && !pb->row_loss && !pb->gradient &&
+           !pb->hessian && !pb->hessian_diagonal &&
+           (pb->target_kind == SK_TARGET_NONE ||
+            (pb->target_kind == SK_TARGET_LABELS && pb->label_smoothing == 0.0));
+}
+
+SK_INLINE void SK_NAME(sk_short_hvp_outputs)(const sk_problem *pb, sk_index row_begin, sk_index n_rows,
+                                             const sk_block *blk)
+{
+    const sk_index n_classes = pb->n_classes;
+    const SK_REAL *z = SK_CROW(pb->z, row_begin, n_classes);
+    const SK_REAL *v = SK_CROW(pb->v, row_begin, n_classes);
+    const SK_REAL *e = (const SK_REAL *)blk->columns; /* e[k * n_rows + i] */
+    SK_REAL *v_cols = (SK_REAL *)blk->strip;          /* v, then Hv, as columns */
+    const double *row_max = blk->row_max, *sum_excl = blk->sum_excl;
+    double *coef = blk->columns_sums, *v_p = coef + n_rows;
+    double *argmax = blk->log1p_sum; /* p, as a double */
+    double *ev_sum = blk->row_values, *ev_err = ev_sum + n_rows, *ediff_sum = ev_err + n_rows;
+    double *ediff_err = ediff_sum + n_rows, *finite_check = ediff_err + n_rows, *hv_argmax = finite_check + n_rows;
+    double *sigma = ev_sum; /* once the sum is used */
+
+    /* c and p as in sk_target_outputs: the first arg-max, or the label where it is one. */
+    SK_NAME(sk_row_weights)(pb, row_begin, n_rows, coef);
+    SK_SIMD
+    for (sk_index i = 0; i < n_rows; ++i)
+        argmax[i] = (double)(n_classes - 1);
+    for (sk_index k = n_classes - 1; k >= 0; --k) {
+        SK_SIMD
+        for (sk_index i = 0; i < n_rows; ++i)
+            argmax[i] = (double)z[i * n_classes + k] == row_max[i] ? (double)k : argmax[i];
+    }
+    if (pb->target_kind == SK_TARGET_LABELS) {
+        SK_SIMD
+        for (sk_index i = 0; i < n_rows; ++i) {
+            const sk_index y = SK_NAME(sk_usable_label)(pb, row_begin + i);
+            const int label_is_max = (double)z[i * n_classes + y] == row_max[i];
+            const double alpha = coef[i] * pb->one_minus_eps;
+            coef[i] = (label_is_max ? 0.0 : alpha) + (label_is_max ? alpha : 0.0); /* c_excl + a_p */
+            argmax[i] = label_is_max ? (double)y : argmax[i];
+        }
+    }
+    for (sk_index i = 0; i < n_rows; ++i)
+        for (sk_index k = 0; k < n_classes; ++k)
+            v_cols[k * n_rows + i] = v[i * n_classes + k];
+    SK_SIMD
+    for (sk_index i = 0; i < n_rows; ++i)
+        v_p[i] = finite_check[i] = ev_sum[i] = ev_err[i] = ediff_sum[i] = ediff_err[i] = 0.0;
+    for (sk_index k = 0; k < n_classes; ++k) {
+        const SK_REAL *v_col = v_cols + k * n_rows;
+        SK_SIMD
+        for (sk_index i = 0; i < n_rows; ++i) {
+            v_p[i] = (double)k == argmax[i] ? (double)v_col[i] : v_p[i];
+            finite_check[i] += (double)v_col[i] * 0.0; /* NaN exactly when v has NaN or inf */
+        }
+    }
+    for (sk_index k = 0; k < n_classes; ++k) {
+        const SK_REAL *v_col = v_cols + k * n_rows, *e_col = e + k * n_rows;
+        SK_SIMD
+        for (sk_index i = 0; i < n_rows; ++i) {
+            const double e_k = (double)k == argmax[i] ? 0.0 : (double)e_col[i];
+            sk_two_sum_add(&ev_sum[i], &ev_err[i], e_k * (double)v_col[i]);
+            sk_two_sum_add(&ediff_sum[i], &ediff_err[i], e_k * (v_p[i] - (double)v_col[i]));
+        }
+    }
+    SK_SIMD
+    for (sk_index i = 0; i < n_rows; ++i) {
+        const double sum = 1.0 + sum_excl[i];
+        /* sk_macc_value: an infinite sum makes its error NaN; the sum is then the value */
+        const double ev = ev_sum[i] - ev_sum[i] == 0.0 ? ev_sum[i] + ev_err[i] : ev_sum[i];
+        const double ediff = ediff_sum[i] - ediff_sum[i] == 0.0 ? ediff_sum[i] + ediff_err[i] : ediff_sum[i];
+        const double e_p = (double)e[(sk_index)argmax[i] * n_rows + i];
+        sigma[i] = (v_p[i] + ev) / sum;
+        hv_argmax[i] = coef[i] * ((e_p / sum) * (ediff / sum));
+    }
+    for (sk_index k = 0; k < n_classes; ++k) {
+        SK_REAL *v_col = v_cols + k * n_rows;
+        const SK_REAL *e_col = e + k * n_rows;
+        SK_SIMD
+        for (sk_index i = 0; i < n_rows; ++i)
+            v_col[i] = (SK_REAL)(coef[i] * (((double)e_col[i] / (1.0 + sum_excl[i])) * ((double)v_col[i] - sigma[i])));
+    }
+    for (sk_index i = 0; i < n_rows; ++i) {
+        if (blk->status[i] != SK_ROW_VALID)
+            continue;
+        SK_REAL *hv = SK_ROW(pb->hessian_vector_product, row_begin + i, n_classes);
+        if (finite_check[i] != finite_check[i]) {
+            SK_NAME(sk_fill)(hv, n_classes, NAN);
+            continue;
+        }
+        for (sk_index k = 0; k < n_classes; ++k)
+            hv[k] = v_cols[k * n_rows + i];
+        hv[(sk_index)argmax[i]] = (SK_REAL)hv_argmax[i];
+    }
+}
+
 /* Everything a target call asks for, for rows [row_begin, row_end); ignored rows are zero
  * and not read, invalid rows NaN. */
 SK_DISPATCH static void SK_NAME(sk_target_block)(const sk_problem *pb, sk_index row_begin, sk_index row_end,
@@ -469,13 +596,15 @@ SK_DISPATCH static void SK_NAME(sk_target_block)(const sk_problem *pb, sk_index 
 {
     const sk_index n_classes = pb->n_classes, n_rows = row_end - row_begin;
     sk_block blk = sk_block_layout(scratch, n_classes, n_rows);
-    const int label_call = SK_NAME(sk_is_label_call)(pb);
-    const int short_rows = n_classes <= SK_SMALL_CLASSES;
-    SK_NAME(sk_block_stats)(pb, row_begin, n_rows, &blk, pb->row_loss != NULL, 1, !(label_call && short_rows));
+    const int label_call = SK_NAME(sk_is_label_call)(pb), short_hvp = SK_NAME(sk_is_short_hvp_call)(pb);
+    const int short_rows = n_classes <= SK_SMALL_CLASSES, vectorised = label_call || short_hvp;
+    SK_NAME(sk_block_stats)(pb, row_begin, n_rows, &blk, pb->row_loss != NULL, 1, !(vectorised && short_rows));
     if (label_call && short_rows) /* the exp values are still columns */
         SK_NAME(sk_label_outputs)(pb, row_begin, n_rows, &blk, (SK_REAL *)blk.columns, 1, n_rows);
     else if (label_call)
         SK_NAME(sk_label_outputs)(pb, row_begin, n_rows, &blk, (SK_REAL *)blk.strip, n_classes, 1);
+    else if (short_hvp)
+        SK_NAME(sk_short_hvp_outputs)(pb, row_begin, n_rows, &blk);
     double *e = (double *)blk.row_work, *s = e + n_classes, *minus_cs = s + n_classes;
     /* float data: a gradient c s_k - a_k with dense targets needs s_k to double precision. */
     const int dense_gradient = !SK_IS_DOUBLE && pb->gradient &&
@@ -488,7 +617,7 @@ SK_DISPATCH static void SK_NAME(sk_target_block)(const sk_problem *pb, sk_index 
         const int status = blk.status[i] == SK_ROW_VALID && dense_gradient ? SK_ROW_EXTREME : blk.status[i];
         switch (status) {
         case SK_ROW_VALID:
-            if (label_call)
+            if (vectorised)
                 break; /* done above */
 #if SK_IS_DOUBLE
             e = (double *)e_strip;
@@ -536,4 +665,5 @@ static double SK_NAME(sk_mean_denominator)(const sk_problem *pb, sk_index n_rows
 #undef SK_ROW
 #undef SK_CROW
 #undef SK_EXP
+#undef SK_EXP_ROW
 #undef SK_EXTREME_GAP

@@ -82,4 +82,36 @@ SK_DISPATCH static double sk_log1p_d_max_ulp_error(const double *x, sk_index n)
     return worst;
 }
 
+/* The flushing exps (sk_exp_nonpositive_*) must equal the full ones bit for bit where they
+ * promise normal results, 0 below their threshold, NaN for NaN: the count of arguments
+ * (x <= 0) where they do not. */
+SK_INLINE int sk_exp_nonpositive_f_agrees(float x)
+{
+    const float got = sk_exp_nonpositive_f(x);
+    if (x != x)
+        return got != got;
+    const float want = x < -87.0f ? 0.0f : sk_exp_f(x);
+    return sk_float_to_bits(got) == sk_float_to_bits(want);
+}
+
+/* Float bit patterns in [begin, end). */
+SK_DISPATCH static uint64_t sk_exp_nonpositive_f_mismatches(uint64_t begin, uint64_t end)
+{
+    uint64_t mismatches = 0;
+    for (uint64_t bits = begin; bits < end; ++bits)
+        mismatches += !sk_exp_nonpositive_f_agrees(sk_bits_to_float((uint32_t)bits));
+    return mismatches;
+}
+
+SK_DISPATCH static uint64_t sk_exp_nonpositive_d_mismatches(const double *x, sk_index n)
+{
+    uint64_t mismatches = 0;
+    for (sk_index i = 0; i < n; ++i) {
+        const double got = sk_exp_nonpositive_d(x[i]);
+        const double want = x[i] < -708.0 ? 0.0 : sk_exp_d(x[i]);
+        mismatches += x[i] != x[i] ? got == got : sk_double_to_bits(got) != sk_double_to_bits(want);
+    }
+    return mismatches;
+}
+
 #endif /* SOFTMAX_KERNELS_VMATH_ACCURACY_H */

@@ -67,6 +67,8 @@ cdef extern from "softmax_kernels/vmath_accuracy.h" nogil:
     double sk_exp_f_max_ulp_error(uint64_t begin, uint64_t end)
     double sk_exp_d_max_ulp_error(const double *x, sk_index n)
     double sk_log1p_d_max_ulp_error(const double *x, sk_index n)
+    uint64_t sk_exp_nonpositive_f_mismatches(uint64_t begin, uint64_t end)
+    uint64_t sk_exp_nonpositive_d_mismatches(const double *x, sk_index n)
 
 cdef extern from "softmax_kernels/openmp_shim.h" nogil:
     int sk_openmp_enabled()
@@ -224,3 +226,21 @@ def exp_float64_max_ulp_error(x):
 def log1p_float64_max_ulp_error(x):
     """Largest ulp error of the kernels' double log1p over the float64 array x (x >= 0)."""
     return _sweep(sk_log1p_d_max_ulp_error, x)
+
+
+def exp_nonpositive_float32_mismatches(begin, end):
+    """Float bit patterns in [begin, end) where the kernels' flushing exp breaks its promise."""
+    cdef uint64_t b = begin, e = end, count
+    with nogil:
+        count = sk_exp_nonpositive_f_mismatches(b, e)
+    return count
+
+
+def exp_nonpositive_float64_mismatches(x):
+    """Values of the float64 array x where the kernels' flushing exp breaks its promise."""
+    cdef const double[::1] values = np.ascontiguousarray(x, dtype=np.float64)
+    cdef uint64_t count = 0
+    if values.shape[0]:
+        with nogil:
+            count = sk_exp_nonpositive_d_mismatches(&values[0], values.shape[0])
+    return count
