@@ -69,13 +69,14 @@ typedef struct {
     void *columns;         /* short rows: the block as columns, then the row max and min */
     double *columns_sums;  /* short rows: TwoSum accumulators, 2 per row */
     double *row_values;    /* SK_ROW_VALUES arrays of one value per row, for the outputs */
+    double *short_work;    /* short rows: room for 4 blocks of K columns of doubles (Hessians) */
     double *row_max;       /* per row of the block */
     double *sum_excl;      /* T per row */
     double *log1p_sum;     /* log1p(T) per row */
     unsigned char *status; /* SK_ROW_* per row */
 } sk_block;
 
-#define SK_ROW_VALUES 6
+#define SK_ROW_VALUES 9
 
 static inline sk_index sk_block_rows(sk_index n_classes)
 {
@@ -89,11 +90,17 @@ static inline sk_index sk_round8(sk_index n)
     return (n + 7) / 8 * 8;
 }
 
+static inline sk_index sk_short_work_doubles(sk_index n_classes)
+{
+    return n_classes <= SK_SMALL_CLASSES ? 4 * sk_round8(sk_block_rows(n_classes) * n_classes) : 0;
+}
+
 static inline sk_index sk_scratch_doubles(sk_index n_classes)
 {
     sk_index rows = sk_block_rows(n_classes);
     const sk_index wide = (sk_index)(sizeof(long double) / sizeof(double)) + 1;
-    return 2 * sk_round8(rows * n_classes) + sk_round8(3 * wide * n_classes) + (8 + SK_ROW_VALUES) * sk_round8(rows);
+    return 2 * sk_round8(rows * n_classes) + sk_round8(3 * wide * n_classes) + (8 + SK_ROW_VALUES) * sk_round8(rows) +
+           sk_short_work_doubles(n_classes);
 }
 
 SK_INLINE sk_block sk_block_layout(double *scratch, sk_index n_classes, sk_index n_rows)
@@ -110,7 +117,8 @@ SK_INLINE sk_block sk_block_layout(double *scratch, sk_index n_classes, sk_index
     blk.sum_excl = blk.row_max + sk_round8(rows);
     blk.log1p_sum = blk.sum_excl + sk_round8(rows);
     blk.row_values = blk.log1p_sum + sk_round8(rows);
-    blk.status = (unsigned char *)(blk.row_values + SK_ROW_VALUES * sk_round8(rows));
+    blk.short_work = blk.row_values + SK_ROW_VALUES * sk_round8(rows);
+    blk.status = (unsigned char *)(blk.short_work + sk_short_work_doubles(n_classes));
     return blk;
 }
 

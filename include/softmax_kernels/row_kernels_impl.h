@@ -487,43 +487,36 @@ SK_INLINE void SK_NAME(sk_label_outputs)(const sk_problem *pb, sk_index row_begi
     }
 }
 
-/* ---- Hessian-vector products of short rows --------------------------------------------------- */
+/* ---- short rows without dense targets: Hessians and Hessian-vector products ----------------- */
 
-/* Hv for rows of K <= SK_SMALL_CLASSES without dense targets, the block held as columns:
- * v is transposed like z, and each step of sk_write_hessian_vector_product (step 8) runs
- * across the block's rows. */
-SK_INLINE int SK_NAME(sk_is_short_hvp_call)(const sk_problem *pb)
+/* Hessians and Hv of rows of K <= SK_SMALL_CLASSES without dense targets, computed on the
+ * block held as columns: every step of sk_write_hessian and sk_write_hessian_vector_product
+ * runs across the block's rows. */
+SK_INLINE int SK_NAME(sk_is_short_sparse_call)(const sk_problem *pb)
 {
-    return pb->n_classes <= SK_SMALL_CLASSES && pb->hessian_vector_product && !pb->row_loss && !pb->gradient &&
-           !pb->hessian && !pb->hessian_diagonal &&
+    return pb->n_classes <= SK_SMALL_CLASSES &&
            (pb->target_kind == SK_TARGET_NONE ||
             (pb->target_kind == SK_TARGET_LABELS && pb->label_smoothing == 0.0));
 }
 
-SK_INLINE void SK_NAME(sk_short_hvp_outputs)(const sk_problem *pb, sk_index row_begin, sk_index n_rows,
-                                             const sk_block *blk)
+/* c per row (st.c: w without targets, c_excl + a_p with labels) and, where argmax is not
+ * NULL, the arg-max p of sk_target_outputs: the label where it is a maximum, else the first. */
+SK_INLINE void SK_NAME(sk_short_coefficients)(const sk_problem *pb, sk_index row_begin, sk_index n_rows,
+                                              const sk_block *blk, double *coef, double *argmax)
 {
     const sk_index n_classes = pb->n_classes;
     const SK_REAL *z = SK_CROW(pb->z, row_begin, n_classes);
-    const SK_REAL *v = SK_CROW(pb->v, row_begin, n_classes);
-    const SK_REAL *e = (const SK_REAL *)blk->columns; /* e[k * n_rows + i] */
-    SK_REAL *v_cols = (SK_REAL *)blk->strip;          /* v, then Hv, as columns */
-    const double *row_max = blk->row_max, *sum_excl = blk->sum_excl;
-    double *coef = blk->columns_sums, *v_p = coef + n_rows;
-    double *argmax = blk->log1p_sum; /* p, as a double */
-    double *ev_sum = blk->row_values, *ev_err = ev_sum + n_rows, *ediff_sum = ev_err + n_rows;
-    double *ediff_err = ediff_sum + n_rows, *finite_check = ediff_err + n_rows, *hv_argmax = finite_check + n_rows;
-    double *sigma = ev_sum; /* once the sum is used */
-
-    /* c and p as in sk_target_outputs: the first arg-max, or the label where it is one. */
+    const double *row_max = blk->row_max;
     SK_NAME(sk_row_weights)(pb, row_begin, n_rows, coef);
-    SK_SIMD
-    for (sk_index i = 0; i < n_rows; ++i)
-        argmax[i] = (double)(n_classes - 1);
-    for (sk_index k = n_classes - 1; k >= 0; --k) {
+    if (argmax) {
         SK_SIMD
         for (sk_index i = 0; i < n_rows; ++i)
-            argmax[i] = (double)z[i * n_classes + k] == row_max[i] ? (double)k : argmax[i];
+            argmax[i] = (double)(n_classes - 1);
+        for (sk_index k = n_classes - 1; k >= 0; --k) {
+            SK_SIMD
+            for (sk_index i = 0; i < n_rows; ++i)
+                argmax[i] = (double)z[i * n_classes + k] == row_max[i] ? (double)k : argmax[i];
+        }
     }
     if (pb->target_kind == SK_TARGET_LABELS) {
         SK_SIMD
@@ -532,28 +525,103 @@ SK_INLINE void SK_NAME(sk_short_hvp_outputs)(const sk_problem *pb, sk_index row_
             const int label_is_max = (double)z[i * n_classes + y] == row_max[i];
             const double alpha = coef[i] * pb->one_minus_eps;
             coef[i] = (label_is_max ? 0.0 : alpha) + (label_is_max ? alpha : 0.0); /* c_excl + a_p */
-            argmax[i] = label_is_max ? (double)y : argmax[i];
+            if (argmax)
+                argmax[i] = label_is_max ? (double)y : argmax[i];
         }
     }
+}
+
+/* The Hessian (any layout) and its diagonal, row by row with fixed-width vectors: the part
+ * of a row's layout that holds matrix column j (a segment: see sk_write_hessian) is
+ * computed as SK_SMALL_CLASSES lanes and stored whole. Lanes past the segment's end land
+ * on later segments of the same row, which are stored afterwards; only segments that would
+ * reach past the row's end are stored element by element. */
+SK_INLINE void SK_NAME(sk_short_hessian_outputs)(const sk_problem *pb, sk_index row_begin, sk_index n_rows,
+                                                 const sk_block *blk)
+{
+    const sk_index n_classes = pb->n_classes, width = pb->hessian_width;
+    const SK_REAL *e = (const SK_REAL *)blk->columns; /* e[k * n_rows + i] */
+    double *coef = blk->row_values;
+    /* One row's s, -c s (padded with zeros for the lanes past K) and diagonal. */
+    double *s = blk->short_work, *minus_cs = s + 2 * SK_SMALL_CLASSES, *diag = minus_cs + 2 * SK_SMALL_CLASSES;
+    SK_REAL *lanes = (SK_REAL *)(diag + SK_SMALL_CLASSES);
+    SK_NAME(sk_short_coefficients)(pb, row_begin, n_rows, blk, coef, NULL);
+    for (sk_index k = 0; k < 2 * SK_SMALL_CLASSES; ++k)
+        s[k] = minus_cs[k] = 0.0;
+    for (sk_index i = 0; i < n_rows; ++i) {
+        if (blk->status[i] != SK_ROW_VALID)
+            continue;
+        const sk_index row = row_begin + i;
+        const SK_REAL *z = SK_CROW(pb->z, row, n_classes);
+        const double sum_excl = blk->sum_excl[i], sum = 1.0 + sum_excl, c = coef[i], m = blk->row_max[i];
+        SK_SIMD
+        for (sk_index k = 0; k < n_classes; ++k) {
+            const double e_k = (double)e[k * n_rows + i];
+            /* 1 - s_k as sk_one_minus_s (one division: the same quotient either way) */
+            const double one_minus_s = ((double)z[k] == m ? sum_excl : sum - e_k) / sum;
+            s[k] = e_k / sum;
+            minus_cs[k] = -(c * s[k]);
+            diag[k] = (c * s[k]) * one_minus_s;
+        }
+        if (pb->hessian_diagonal) {
+            SK_REAL *hd = SK_ROW(pb->hessian_diagonal, row, n_classes);
+            for (sk_index k = 0; k < n_classes; ++k)
+                hd[k] = (SK_REAL)diag[k];
+        }
+        if (!pb->hessian)
+            continue;
+        SK_REAL *h = SK_ROW(pb->hessian, row, width);
+        for (sk_index j = 0; j < n_classes; ++j) {
+            /* The segment holds H[first + t][j], t < count, at offset + t. */
+            sk_index first = 0, count = n_classes, offset = j * n_classes; /* full: row j */
+            if (pb->layout == SK_LAYOUT_PACKED_UPPER)
+                count = j + 1, offset = sk_packed_upper_index(0, j);
+            else if (pb->layout == SK_LAYOUT_PACKED_LOWER)
+                first = j, count = n_classes - j, offset = sk_packed_lower_index(j, j, n_classes);
+            const int whole = offset + SK_SMALL_CLASSES <= width;
+            SK_REAL *out = whole ? h + offset : lanes;
+            const double minus_cs_j = minus_cs[j], s_j = s[j], diag_j = diag[j];
+            SK_SIMD
+            for (sk_index t = 0; t < SK_SMALL_CLASSES; ++t) { /* H_ab = -(c s_max(a,b)) s_min(a,b) */
+                const sk_index a = first + t;
+                const double off_diagonal = a > j ? minus_cs[a] * s_j : minus_cs_j * s[a];
+                out[t] = (SK_REAL)(a == j ? diag_j : off_diagonal);
+            }
+            if (!whole)
+                for (sk_index t = 0; t < count; ++t)
+                    h[offset + t] = lanes[t];
+        }
+    }
+}
+
+/* Hv, with v transposed like z. */
+SK_INLINE void SK_NAME(sk_short_hvp_outputs)(const sk_problem *pb, sk_index row_begin, sk_index n_rows,
+                                             const sk_block *blk)
+{
+    const sk_index n_classes = pb->n_classes;
+    const SK_REAL *v = SK_CROW(pb->v, row_begin, n_classes);
+    const SK_REAL *e = (const SK_REAL *)blk->columns; /* e[k * n_rows + i] */
+    SK_REAL *v_cols = (SK_REAL *)blk->strip;          /* v, then Hv, as columns */
+    const double *sum_excl = blk->sum_excl;
+    double *coef = blk->row_values, *argmax = coef + n_rows, *v_p = argmax + n_rows; /* p as a double */
+    double *ev_sum = v_p + n_rows, *ev_err = ev_sum + n_rows, *ediff_sum = ev_err + n_rows;
+    double *ediff_err = ediff_sum + n_rows, *finite_check = ediff_err + n_rows, *hv_argmax = finite_check + n_rows;
+    double *sigma = ev_sum; /* once the sum is used */
+    SK_NAME(sk_short_coefficients)(pb, row_begin, n_rows, blk, coef, argmax);
     for (sk_index i = 0; i < n_rows; ++i)
         for (sk_index k = 0; k < n_classes; ++k)
             v_cols[k * n_rows + i] = v[i * n_classes + k];
     SK_SIMD
-    for (sk_index i = 0; i < n_rows; ++i)
-        v_p[i] = finite_check[i] = ev_sum[i] = ev_err[i] = ediff_sum[i] = ediff_err[i] = 0.0;
-    for (sk_index k = 0; k < n_classes; ++k) {
-        const SK_REAL *v_col = v_cols + k * n_rows;
-        SK_SIMD
-        for (sk_index i = 0; i < n_rows; ++i) {
-            v_p[i] = (double)k == argmax[i] ? (double)v_col[i] : v_p[i];
-            finite_check[i] += (double)v_col[i] * 0.0; /* NaN exactly when v has NaN or inf */
-        }
+    for (sk_index i = 0; i < n_rows; ++i) {
+        v_p[i] = (double)v[i * n_classes + (sk_index)argmax[i]];
+        finite_check[i] = ev_sum[i] = ev_err[i] = ediff_sum[i] = ediff_err[i] = 0.0;
     }
     for (sk_index k = 0; k < n_classes; ++k) {
         const SK_REAL *v_col = v_cols + k * n_rows, *e_col = e + k * n_rows;
         SK_SIMD
         for (sk_index i = 0; i < n_rows; ++i) {
             const double e_k = (double)k == argmax[i] ? 0.0 : (double)e_col[i];
+            finite_check[i] += (double)v_col[i] * 0.0; /* NaN exactly when v has NaN or inf */
             sk_two_sum_add(&ev_sum[i], &ev_err[i], e_k * (double)v_col[i]);
             sk_two_sum_add(&ediff_sum[i], &ediff_err[i], e_k * (v_p[i] - (double)v_col[i]));
         }
@@ -596,15 +664,23 @@ SK_DISPATCH static void SK_NAME(sk_target_block)(const sk_problem *pb, sk_index 
 {
     const sk_index n_classes = pb->n_classes, n_rows = row_end - row_begin;
     sk_block blk = sk_block_layout(scratch, n_classes, n_rows);
-    const int label_call = SK_NAME(sk_is_label_call)(pb), short_hvp = SK_NAME(sk_is_short_hvp_call)(pb);
-    const int short_rows = n_classes <= SK_SMALL_CLASSES, vectorised = label_call || short_hvp;
-    SK_NAME(sk_block_stats)(pb, row_begin, n_rows, &blk, pb->row_loss != NULL, 1, !(vectorised && short_rows));
-    if (label_call && short_rows) /* the exp values are still columns */
-        SK_NAME(sk_label_outputs)(pb, row_begin, n_rows, &blk, (SK_REAL *)blk.columns, 1, n_rows);
-    else if (label_call)
+    /* Short rows without dense targets: every output from the columns (the gradient last: it
+     * may overwrite z, and it scales the exp columns in place). Longer rows: the labels-only
+     * training call row by row, anything else in the general loop below. */
+    const int columns = SK_NAME(sk_is_short_sparse_call)(pb);
+    const int label_rows = !columns && pb->n_classes > SK_SMALL_CLASSES && SK_NAME(sk_is_label_call)(pb);
+    SK_NAME(sk_block_stats)(pb, row_begin, n_rows, &blk, pb->row_loss != NULL, 1, !columns);
+    if (columns) {
+        if (pb->hessian || pb->hessian_diagonal)
+            SK_NAME(sk_short_hessian_outputs)(pb, row_begin, n_rows, &blk);
+        if (pb->hessian_vector_product)
+            SK_NAME(sk_short_hvp_outputs)(pb, row_begin, n_rows, &blk);
+        if (pb->target_kind == SK_TARGET_LABELS && (pb->row_loss || pb->gradient))
+            SK_NAME(sk_label_outputs)(pb, row_begin, n_rows, &blk, (SK_REAL *)blk.columns, 1, n_rows);
+    } else if (label_rows) {
         SK_NAME(sk_label_outputs)(pb, row_begin, n_rows, &blk, (SK_REAL *)blk.strip, n_classes, 1);
-    else if (short_hvp)
-        SK_NAME(sk_short_hvp_outputs)(pb, row_begin, n_rows, &blk);
+    }
+    const int vectorised = columns || label_rows;
     double *e = (double *)blk.row_work, *s = e + n_classes, *minus_cs = s + n_classes;
     /* float data: a gradient c s_k - a_k with dense targets needs s_k to double precision. */
     const int dense_gradient = !SK_IS_DOUBLE && pb->gradient &&
