@@ -69,7 +69,7 @@ typedef struct {
     void *columns;         /* short rows: the block as columns, then the row max and min */
     double *columns_sums;  /* short rows: TwoSum accumulators, 2 per row */
     double *row_values;    /* SK_ROW_VALUES arrays of one value per row, for the outputs */
-    double *short_work;    /* short rows: room for 4 blocks of K columns of doubles (Hessians) */
+    double *short_work;    /* short rows: one row's Hessian factors (sk_short_hessian_outputs) */
     double *row_max;       /* per row of the block */
     double *sum_excl;      /* T per row */
     double *log1p_sum;     /* log1p(T) per row */
@@ -92,7 +92,7 @@ static inline sk_index sk_round8(sk_index n)
 
 static inline sk_index sk_short_work_doubles(sk_index n_classes)
 {
-    return n_classes <= SK_SMALL_CLASSES ? 4 * sk_round8(sk_block_rows(n_classes) * n_classes) : 0;
+    return n_classes <= SK_SMALL_CLASSES ? 6 * SK_SMALL_CLASSES : 0; /* s, -c s (padded), diag, a segment */
 }
 
 static inline sk_index sk_scratch_doubles(sk_index n_classes)

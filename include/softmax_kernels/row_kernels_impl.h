@@ -580,13 +580,23 @@ SK_INLINE void SK_NAME(sk_short_hessian_outputs)(const sk_problem *pb, sk_index 
                 first = j, count = n_classes - j, offset = sk_packed_lower_index(j, j, n_classes);
             const int whole = offset + SK_SMALL_CLASSES <= width;
             SK_REAL *out = whole ? h + offset : lanes;
-            const double minus_cs_j = minus_cs[j], s_j = s[j], diag_j = diag[j];
-            SK_SIMD
-            for (sk_index t = 0; t < SK_SMALL_CLASSES; ++t) { /* H_ab = -(c s_max(a,b)) s_min(a,b) */
-                const sk_index a = first + t;
-                const double off_diagonal = a > j ? minus_cs[a] * s_j : minus_cs_j * s[a];
-                out[t] = (SK_REAL)(a == j ? diag_j : off_diagonal);
+            const double minus_cs_j = minus_cs[j], s_j = s[j];
+            /* H_ab = -(c s_max(a,b)) s_min(a,b): packed upper holds H[a][j] for a <= j, packed
+             * lower H[a][j] for a >= j; the lanes past them are overwritten later. */
+            if (pb->layout == SK_LAYOUT_PACKED_UPPER) {
+                SK_SIMD
+                for (sk_index t = 0; t < SK_SMALL_CLASSES; ++t)
+                    out[t] = (SK_REAL)(minus_cs_j * s[t]);
+            } else if (pb->layout == SK_LAYOUT_PACKED_LOWER) {
+                SK_SIMD
+                for (sk_index t = 0; t < SK_SMALL_CLASSES; ++t)
+                    out[t] = (SK_REAL)(minus_cs[j + t] * s_j);
+            } else {
+                SK_SIMD
+                for (sk_index t = 0; t < SK_SMALL_CLASSES; ++t)
+                    out[t] = (SK_REAL)(t > j ? minus_cs[t] * s_j : minus_cs_j * s[t]);
             }
+            out[j - first] = (SK_REAL)diag[j];
             if (!whole)
                 for (sk_index t = 0; t < count; ++t)
                     h[offset + t] = lanes[t];
