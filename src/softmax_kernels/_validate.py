@@ -140,10 +140,13 @@ def _as_labels(y: np.ndarray, batch_shape: tuple, n_classes: int, ignore_index: 
             f"y: labels of the batch shape {batch_shape} must have an integer dtype, got dtype {y.dtype} "
             f"(soft targets need z's full shape)"
         )
-    bad = (y < 0) | (y >= n_classes)
-    if ignore_index is not None:
+    # Two reductions and no temporaries in the common case; the element-wise test (which
+    # allows ignore_index and finds the first offender) only when the extremes are outside.
+    in_range = y.size == 0 or (int(y.min()) >= 0 and int(y.max()) < n_classes)
+    bad = None if in_range else (y < 0) | (y >= n_classes)
+    if bad is not None and ignore_index is not None:
         bad &= y != ignore_index
-    if bad.any():
+    if bad is not None and bad.any():
         flat = int(np.flatnonzero(bad.ravel())[0])
         position = np.unravel_index(flat, batch_shape) if batch_shape else ()
         allowed = f"[0, {n_classes})" + ("" if ignore_index is None else f" or equal to ignore_index={ignore_index}")
