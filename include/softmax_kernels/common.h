@@ -142,7 +142,8 @@ typedef struct {
     const void *sample_weight;
     const void *class_weight;
     const void *v;
-    double *row_loss;            /* per-row loss, always double */
+    void *row_loss;              /* per-row loss: double, or the data type (row_loss_is_double 0) */
+    int row_loss_is_double;      /* always 1 for double data and for reductions */
     void *softmax;
     void *log_softmax;
     void *gradient;

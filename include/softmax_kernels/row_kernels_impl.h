@@ -258,6 +258,16 @@ SK_INLINE void SK_NAME(sk_block_stats)(const sk_problem *pb, sk_index row_begin,
 #undef SK_T_ADD
 #undef SK_T_VALUE
 
+/* A row's loss, computed in double: kept in double for a reduction, else rounded once to the
+ * data type (IEEE conversion: beyond float's range it is inf, as NumPy's cast). */
+SK_INLINE void SK_NAME(sk_store_row_loss)(const sk_problem *pb, sk_index row, double value)
+{
+    if (pb->row_loss_is_double)
+        ((double *)pb->row_loss)[row] = value;
+    else
+        ((SK_REAL *)pb->row_loss)[row] = (SK_REAL)value;
+}
+
 SK_INLINE void SK_NAME(sk_fill)(SK_REAL *out, sk_index n, double value)
 {
     for (sk_index k = 0; k < n; ++k)
@@ -362,7 +372,7 @@ SK_INLINE void SK_NAME(sk_fill_target_row)(const sk_problem *pb, sk_index row, d
 {
     const sk_index n_classes = pb->n_classes;
     if (pb->row_loss)
-        pb->row_loss[row] = fill;
+        SK_NAME(sk_store_row_loss)(pb, row, fill);
     if (pb->gradient)
         SK_NAME(sk_fill)((SK_REAL *)pb->gradient + row * n_classes, n_classes, fill);
     if (pb->hessian)
@@ -469,7 +479,7 @@ SK_INLINE void SK_NAME(sk_label_outputs)(const sk_problem *pb, sk_index row_begi
             continue;
         const sk_index row = row_begin + i;
         if (want_loss)
-            pb->row_loss[row] = loss[i];
+            SK_NAME(sk_store_row_loss)(pb, row, loss[i]);
         if (!pb->gradient)
             continue;
         SK_REAL *g = SK_ROW(pb->gradient, row, n_classes);

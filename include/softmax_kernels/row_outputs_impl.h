@@ -222,7 +222,7 @@ SK_INLINE void SK_MNAME(sk_target_outputs)(const sk_problem *pb, sk_index row, S
         st.argmax = SK_NAME(sk_first_argmax)(z, n_classes, row_max);
     SK_MNAME(sk_target_sums)(pb, row, z, &st);
     if (pb->row_loss)
-        pb->row_loss[row] = (double)(st.dot + st.c * log1p_sum);
+        SK_NAME(sk_store_row_loss)(pb, row, (double)(st.dot + st.c * log1p_sum));
     /* The softmax vector is needed by everything but the labels-only gradient. */
     if (pb->hessian || pb->hessian_diagonal || pb->hessian_vector_product || !st.sparse_labels) {
         SK_SIMD

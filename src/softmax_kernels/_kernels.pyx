@@ -36,7 +36,8 @@ cdef extern from "softmax_kernels/kernels.h" nogil:
         const void *sample_weight
         const void *class_weight
         const void *v
-        double *row_loss
+        void *row_loss
+        int row_loss_is_double
         void *softmax
         void *log_softmax
         void *gradient
@@ -140,9 +141,13 @@ def run(plan):
         _describe_targets(&pb, plan)
     loss_buffer = None
     if "loss" in outputs:
-        direct = plan.reduction == "none" and is_double
+        # Per-row losses go straight into the output, rounded once from double; a reduction
+        # sums the rows' double values.
+        direct = (plan.reduction == "none" and outputs["loss"].dtype == plan.dtype
+                  and outputs["loss"].flags.c_contiguous)
         loss_buffer = outputs["loss"] if direct else np.empty(n_rows, dtype=np.float64)
-        pb.row_loss = <double *>_data(loss_buffer)
+        pb.row_loss = _data(loss_buffer)
+        pb.row_loss_is_double = loss_buffer.dtype == np.float64
     pb.gradient = _data(outputs.get("gradient"))
     pb.hessian = _data(outputs.get("hessian"))
     pb.hessian_diagonal = _data(outputs.get("hessian_diagonal"))
@@ -166,7 +171,7 @@ def run(plan):
 
     if loss_buffer is not None and loss_buffer is not outputs["loss"]:
         if plan.reduction != "none":
-            total = sk_compensated_sum(pb.row_loss, n_rows)  # "mean": rows carry their 1/D
+            total = sk_compensated_sum(<double *>pb.row_loss, n_rows)  # "mean": rows carry their 1/D
             if plan.reduction == "mean" and denominator == 0:
                 total = NAN  # no counted rows: NaN, as torch
             loss_buffer = total
