@@ -15,8 +15,8 @@ for every case we build the same objective in torch and compare:
 
 Where our documented semantics deliberately differ from torch (a -inf logit
 with zero target weight contributes 0 instead of 0 * inf = NaN; ignored rows
-are not read, so a NaN there does not leak into the gradient), the tests assert
-our documented behaviour.
+do not depend on their logits, so a NaN there does not leak into the gradient),
+the tests assert our documented behaviour.
 """
 
 from __future__ import annotations
@@ -335,7 +335,7 @@ def test_empty_batch_matches_torch(backend, reduction, target, batch):
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf], ids=["nan", "+inf", "-inf"])
 def test_nan_in_an_ignored_row_changes_nothing(backend, reduction, dtype, bad):
-    """Unlike torch (whose log_softmax backward spreads the NaN), ignored rows are not read."""
+    """Unlike torch (whose log_softmax backward spreads the NaN), ignored rows ignore their logits."""
     rng = np.random.default_rng(2)
     z = rng.normal(size=(5, 4)).astype(dtype)
     y = np.array([0, 3, -100, 1, 2])

@@ -31,11 +31,21 @@ source "$REPO/tools/scratch_build.sh"
 status=0
 for level in "${levels[@]}"; do
     start=$SECONDS
+    probe="$(mktemp "${TMPDIR:-/tmp}/softmax_kernels_probe.XXXXXX")"
+    printf 'int main(void) { __builtin_cpu_init(); return !__builtin_cpu_supports("%s"); }\n' "$level" \
+        | gcc -x c - -o "$probe"
+    if ! "$probe"; then
+        echo "== isa_builds: this CPU cannot run -march=$level code; skipped"
+        rm -f "$probe"
+        continue
+    fi
+    rm -f "$probe"
     scratch_copy "isa_$level" ""
     echo "== isa_builds: building for -march=$level"
     scratch_build "-DSK_NO_DISPATCH -march=$level" || { echo "isa_builds: build failed" >&2; exit 2; }
-    simd="$(cd "$tree" && PYTHONPATH="$tree/src" "$PYTHON" -c \
-        'import softmax_kernels as sk; print(sk.show_config()["simd"])')"
+    simd="$(cd "$tree" && PYTHONPATH="$tree/src" SOFTMAX_KERNELS_BACKEND=compiled "$PYTHON" -c \
+        'import softmax_kernels as sk; print(sk.show_config()["simd"])')" \
+        || { echo "isa_builds: the $level build does not import" >&2; exit 2; }
     echo "== isa_builds: $level build reports simd=$simd"
     (cd "$tree" && PYTHONPATH="$tree/src" SOFTMAX_KERNELS_BACKEND=compiled \
         "$PYTHON" -m pytest -q -p no:cacheprovider "${TESTS[@]}") || status=1

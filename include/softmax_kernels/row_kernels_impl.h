@@ -21,15 +21,18 @@
  *   9. "mean": the row weight w becomes w / D before anything else, so every output
  *      (and each row's share of the loss) is already divided by D.
  *
- * Rows are processed in blocks so that the expensive exp runs over one contiguous
- * strip (SIMD lanes stay full even for K = 10) and log1p runs over the block's rows:
- *   phase 1, per row: m and the strip d = z - m (ignored rows are not read);
- *   phase 2, the strip: e = exp(d);
- *   phase 3, per row: T, and whether the row is valid;
+ * Rows are processed in blocks of about SK_STRIP_ELEMENTS values, so that per-row work
+ * runs vectorised across the block's rows:
+ *   phase 1, per row: m (and the smallest finite logit; ignored rows are skipped);
+ *   phase 2-3, per row: e = exp(z - m) into the block's strip, T, and the row's status;
  *   phase 4, the rows: log1p(T), when a loss or log-softmax needs it;
- *   phase 5, per row: the outputs (row_outputs_impl.h).
+ *   phase 5: the outputs. Without dense targets (labels without smoothing, or none) the
+ *     per-row values are computed for the whole block in loops across rows and each row
+ *     is then written in one pass (sk_label_outputs, sk_short_hessian_outputs,
+ *     sk_short_hvp_outputs); otherwise row by row (row_outputs_impl.h), with the same
+ *     formulas in the same order.
  * Short rows (K <= SK_SMALL_CLASSES) do phases 1-3 on the block transposed to columns,
- * one SIMD lane per row (sk_block_stats_columns).
+ * one SIMD lane per row (sk_block_stats_columns), and their phase 5 reads the columns.
  * float data computes exp in float (16 AVX-512 lanes) and everything else in double.
  *
  * Extreme rows, whose finite logits span more than SK_EXTREME_GAP, would have e_k (and
@@ -53,6 +56,12 @@
  * in a wider type, so they may use the cheaper exp that flushes what would be subnormal. */
 #define SK_EXP_ROW(x, extreme_rows_recomputed) \
     ((extreme_rows_recomputed) ? SK_NAME(sk_exp_nonpositive)(x) : SK_NAME(sk_exp)(x))
+
+SK_INLINE void SK_NAME(sk_fill)(SK_REAL *out, sk_index n, double value)
+{
+    for (sk_index k = 0; k < n; ++k)
+        out[k] = (SK_REAL)value;
+}
 
 /* ---- phases 1 to 4: the statistics of a block ------------------------------------------- */
 
@@ -157,20 +166,23 @@ SK_INLINE void SK_NAME(sk_block_stats_rows)(const sk_problem *pb, sk_index row_b
     const sk_index n_classes = pb->n_classes;
     SK_REAL *strip = (SK_REAL *)blk->strip;
     for (sk_index i = 0; i < n_rows; ++i) {
+        SK_REAL *e = strip + i * n_classes;
         blk->row_max[i] = 0.0;
         blk->sum_excl[i] = 0.0;
-        strip[i * n_classes] = 0; /* rows without exp values still have a defined first one */
-        if (SK_NAME(sk_row_ignored)(pb, row_begin + i)) { /* not read */
+        if (SK_NAME(sk_row_ignored)(pb, row_begin + i)) { /* skipped: its logits may be NaN */
             blk->status[i] = SK_ROW_IGNORED;
+            SK_NAME(sk_fill)(e, n_classes, 0.0); /* the vectorised outputs read every row */
             continue;
         }
         const SK_REAL *z = SK_CROW(pb->z, row_begin + i, n_classes);
         SK_REAL min_finite;
         const SK_REAL m = SK_NAME(sk_row_max_min)(z, n_classes, &min_finite);
         blk->status[i] = SK_ROW_INVALID;
-        if (!isfinite((double)m))
+        if (!isfinite((double)m)) {
+            SK_NAME(sk_fill)(e, n_classes, 0.0);
             continue;
-        const double sum_excl = SK_NAME(sk_exp_row)(z, m, strip + i * n_classes, n_classes, detect_extreme);
+        }
+        const double sum_excl = SK_NAME(sk_exp_row)(z, m, e, n_classes, detect_extreme);
         blk->status[i] = SK_NAME(sk_row_status)((double)m, (double)min_finite, sum_excl, detect_extreme);
         blk->row_max[i] = (double)m;
         blk->sum_excl[i] = blk->status[i] == SK_ROW_INVALID ? 0.0 : sum_excl;
@@ -195,7 +207,7 @@ SK_INLINE void SK_NAME(sk_block_stats_columns)(const sk_problem *pb, sk_index ro
     unsigned char *status = blk->status;
     for (sk_index i = 0; i < n_rows; ++i)
         status[i] = SK_NAME(sk_row_ignored)(pb, row_begin + i) ? SK_ROW_IGNORED : SK_ROW_VALID;
-    for (sk_index i = 0; i < n_rows; ++i) /* ignored rows are not read */
+    for (sk_index i = 0; i < n_rows; ++i) /* ignored rows are skipped (they may hold NaN) */
         for (sk_index k = 0; k < n_classes; ++k)
             columns[k * n_rows + i] = status[i] == SK_ROW_IGNORED ? (SK_REAL)0 : z[i * n_classes + k];
     SK_SIMD
@@ -246,13 +258,11 @@ SK_INLINE void SK_NAME(sk_block_stats)(const sk_problem *pb, sk_index row_begin,
         SK_NAME(sk_block_stats_columns)(pb, row_begin, n_rows, blk, detect_extreme, want_strip);
     else
         SK_NAME(sk_block_stats_rows)(pb, row_begin, n_rows, blk, detect_extreme);
-    if (need_log1p) {
-        double *log1p_sum = blk->log1p_sum;
-        const double *sum_excl = blk->sum_excl;
-        SK_SIMD
-        for (sk_index i = 0; i < n_rows; ++i)
-            log1p_sum[i] = sk_log1p_d(sum_excl[i]);
-    }
+    double *log1p_sum = blk->log1p_sum;
+    const double *sum_excl = blk->sum_excl;
+    SK_SIMD
+    for (sk_index i = 0; i < n_rows; ++i) /* defined either way: vectorised loops read it */
+        log1p_sum[i] = need_log1p ? sk_log1p_d(sum_excl[i]) : 0.0;
 }
 
 #undef SK_T_ADD
@@ -266,12 +276,6 @@ SK_INLINE void SK_NAME(sk_store_row_loss)(const sk_problem *pb, sk_index row, do
         ((double *)pb->row_loss)[row] = value;
     else
         ((SK_REAL *)pb->row_loss)[row] = (SK_REAL)value;
-}
-
-SK_INLINE void SK_NAME(sk_fill)(SK_REAL *out, sk_index n, double value)
-{
-    for (sk_index k = 0; k < n; ++k)
-        out[k] = (SK_REAL)value;
 }
 
 /* ---- softmax and log-softmax -------------------------------------------------------------- */
@@ -390,7 +394,8 @@ SK_INLINE void SK_NAME(sk_fill_target_row)(const sk_problem *pb, sk_index row, d
  * without targets). The paths below compute such per-row values for the whole block in
  * loops vectorised across rows (no per-row set-up), then write each row in one pass. The
  * formulas, and their order, are those of row_outputs_impl.h, so both paths give the same
- * bits. Rows other than valid ones (extreme, invalid, ignored) are computed too (an ignored
+ * bits (as long as the compiler fuses multiply-adds alike in both, which it does for the
+ * builds tested; no test relies on it). Rows other than valid ones (extreme, invalid, ignored) are computed too (an ignored
  * row's label, possibly out of range, is replaced by 0) but not stored: the general path
  * writes them afterwards. */
 
@@ -678,7 +683,7 @@ SK_INLINE void SK_NAME(sk_short_hvp_outputs)(const sk_problem *pb, sk_index row_
 }
 
 /* Everything a target call asks for, for rows [row_begin, row_end); ignored rows are zero
- * and not read, invalid rows NaN. */
+ * whatever their logits hold, invalid rows NaN. */
 SK_DISPATCH static void SK_NAME(sk_target_block)(const sk_problem *pb, sk_index row_begin, sk_index row_end,
                                                  double *scratch)
 {

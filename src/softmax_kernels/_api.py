@@ -38,7 +38,7 @@ _OPTIONS_DOC = """sample_weight : array_like of the batch shape, optional
     label_smoothing : float in [0, 1], default 0.0
         eps: the target becomes (1 - eps) onehot(y) + eps / K (soft targets: y in place of onehot).
     ignore_index : int, optional
-        Rows whose label equals it contribute exactly zero and their logits are not read.
+        Rows whose label equals it contribute exactly zero, whatever their logits hold.
     reduction : {{"none", "sum", "mean"}}, default "none"
         "mean" divides by sum of w cw_y over non-ignored rows (labels) or sum of w (soft targets,
         or y=None); derivatives are those of the reduced loss.{layout}
