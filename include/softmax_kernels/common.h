@@ -37,6 +37,15 @@ enum { SK_LAYOUT_PACKED_UPPER = 0, SK_LAYOUT_PACKED_LOWER = 1, SK_LAYOUT_FULL = 
 #define SK_HAS_DISPATCH 0
 #endif
 
+/* A hint to fetch memory into the cache ahead of use; it never faults, whatever the address. */
+#if defined(__GNUC__) || defined(__clang__)
+#define SK_PREFETCH_READ(address) __builtin_prefetch((address), 0)
+#define SK_PREFETCH_WRITE(address) __builtin_prefetch((address), 1)
+#else
+#define SK_PREFETCH_READ(address) ((void)(address))
+#define SK_PREFETCH_WRITE(address) ((void)(address))
+#endif
+
 /* OpenMP SIMD directives (active with -fopenmp or -fopenmp-simd, also in the serial
  * build): they let the compiler vectorise reductions (max, sums) by reordering them,
  * which it must not do on its own without -ffast-math. Ignored elsewhere. */
@@ -126,6 +135,7 @@ SK_INLINE sk_block sk_block_layout(double *scratch, sk_index n_classes, sk_index
  * absent or not wanted) and the per-call constants. Pointers are void so that
  * one struct serves both dtypes; the row kernels cast them to their SK_REAL. */
 typedef struct {
+    sk_index n_rows;             /* of the whole call */
     sk_index n_classes;
     int target_kind;
     int layout;

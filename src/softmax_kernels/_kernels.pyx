@@ -20,6 +20,7 @@ cnp.import_array()
 cdef extern from "softmax_kernels/kernels.h" nogil:
     ctypedef int64_t sk_index
     ctypedef struct sk_problem:
+        sk_index n_rows
         sk_index n_classes
         int target_kind
         int layout
@@ -129,6 +130,7 @@ def run(plan):
     cdef int op
     outputs = plan.outputs
 
+    pb.n_rows = n_rows
     pb.n_classes = n_classes
     pb.z = _data(plan.z)
     pb.denominator = 1.0
