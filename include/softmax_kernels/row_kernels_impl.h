@@ -475,16 +475,20 @@ SK_INLINE void SK_NAME(sk_label_outputs)(const sk_problem *pb, sk_index row_begi
     const int want_loss = pb->row_loss != NULL;
     double *scale = blk->columns_sums, *label_gradient = scale + n_rows; /* free after the stats */
     double *loss = blk->log1p_sum;                                       /* log1p(T) becomes the loss */
-    double *weight = scale;
+    double *weight = scale, *label_logit = blk->row_values, *label_exp = label_logit + n_rows;
     SK_NAME(sk_row_weights)(pb, row_begin, n_rows, weight);
+    /* z_y and e_y, gathered by a loop of their own: compilers tuned for CPUs with slow vector
+     * gathers would otherwise build each vector from scalars inside the main loop. */
+    for (sk_index i = 0; i < n_rows; ++i) {
+        const sk_index y = SK_NAME(sk_usable_label)(pb, row_begin + i);
+        label_logit[i] = (double)z[(row_begin + i) * n_classes + y];
+        label_exp[i] = (double)e[i * row_stride + y * class_stride];
+    }
     SK_SIMD
     for (sk_index i = 0; i < n_rows; ++i) {
-        const sk_index row = row_begin + i;
-        const sk_index y = SK_NAME(sk_usable_label)(pb, row);
         const double alpha = weight[i] * pb->one_minus_eps;
         const double m = blk->row_max[i], sum_excl = blk->sum_excl[i], sum = 1.0 + sum_excl;
-        const double z_y = (double)z[row * n_classes + y];
-        const double e_y = (double)e[i * row_stride + y * class_stride];
+        const double z_y = label_logit[i], e_y = label_exp[i];
         const int label_is_max = z_y == m;
         const double c = (label_is_max ? 0.0 : alpha) + (label_is_max ? alpha : 0.0); /* c_excl + a_p */
         const double dot = alpha != 0.0 ? alpha * (m - z_y) : 0.0;
