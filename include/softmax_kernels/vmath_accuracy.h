@@ -103,9 +103,10 @@ SK_DISPATCH static uint64_t sk_exp_nonpositive_f_mismatches(uint64_t begin, uint
     return mismatches;
 }
 
-SK_DISPATCH static uint64_t sk_exp_nonpositive_d_mismatches(const double *x, sk_index n)
+/* As a double, so that it shares the sweep signature of the functions above. */
+SK_DISPATCH static double sk_exp_nonpositive_d_mismatches(const double *x, sk_index n)
 {
-    uint64_t mismatches = 0;
+    double mismatches = 0;
     for (sk_index i = 0; i < n; ++i) {
         const double got = sk_exp_nonpositive_d(x[i]);
         const double want = x[i] < -708.0 ? 0.0 : sk_exp_d(x[i]);

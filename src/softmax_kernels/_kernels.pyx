@@ -70,7 +70,7 @@ cdef extern from "softmax_kernels/vmath_accuracy.h" nogil:
     double sk_exp_d_max_ulp_error(const double *x, sk_index n)
     double sk_log1p_d_max_ulp_error(const double *x, sk_index n)
     uint64_t sk_exp_nonpositive_f_mismatches(uint64_t begin, uint64_t end)
-    uint64_t sk_exp_nonpositive_d_mismatches(const double *x, sk_index n)
+    double sk_exp_nonpositive_d_mismatches(const double *x, sk_index n)
 
 cdef extern from "softmax_kernels/openmp_shim.h" nogil:
     int sk_openmp_enabled()
@@ -218,11 +218,11 @@ ctypedef double (*_sweep_fn)(const double *x, sk_index n) noexcept nogil
 
 cdef double _sweep(_sweep_fn sweep, x) except? -1:
     cdef const double[::1] values = np.ascontiguousarray(x, dtype=np.float64)
-    cdef double worst = 0.0
+    cdef double result = 0.0
     if values.shape[0]:
         with nogil:
-            worst = sweep(&values[0], values.shape[0])
-    return worst
+            result = sweep(&values[0], values.shape[0])
+    return result
 
 
 def exp_float64_max_ulp_error(x):
@@ -245,9 +245,4 @@ def exp_nonpositive_float32_mismatches(begin, end):
 
 def exp_nonpositive_float64_mismatches(x):
     """Values of the float64 array x where the kernels' flushing exp breaks its promise."""
-    cdef const double[::1] values = np.ascontiguousarray(x, dtype=np.float64)
-    cdef uint64_t count = 0
-    if values.shape[0]:
-        with nogil:
-            count = sk_exp_nonpositive_d_mismatches(&values[0], values.shape[0])
-    return count
+    return int(_sweep(sk_exp_nonpositive_d_mismatches, x))
