@@ -272,8 +272,8 @@ SK_INLINE void SK_NAME(sk_block_stats_columns)(const sk_problem *pb, sk_index ro
                 strip[i * n_classes + k] = columns[k * n_rows + i];
 }
 
-/* Phases 1-4 for rows [row_begin, row_begin + n_rows). Afterwards the exp values of row i
- * are at e[i * row_stride + k * class_stride] (sk_block_exp_layout). */
+/* Phases 1-4 for rows [row_begin, row_begin + n_rows). Afterwards the exp values are in the
+ * strip, row by row; short rows also (without want_strip: only) keep them as columns. */
 SK_INLINE void SK_NAME(sk_block_stats)(const sk_problem *pb, sk_index row_begin, sk_index n_rows, sk_block *blk,
                                        int need_log1p, int detect_extreme, int want_strip)
 {
