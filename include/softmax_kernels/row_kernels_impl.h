@@ -418,9 +418,9 @@ SK_INLINE void SK_NAME(sk_fill_target_row)(const sk_problem *pb, sk_index row, d
  * loops vectorised across rows (no per-row set-up), then write each row in one pass. The
  * formulas, and their order, are those of row_outputs_impl.h, so both paths give the same
  * bits (as long as the compiler fuses multiply-adds alike in both, which it does for the
- * builds tested; no test relies on it). Rows other than valid ones (extreme, invalid, ignored) are computed too (an ignored
- * row's label, possibly out of range, is replaced by 0) but not stored: the general path
- * writes them afterwards. */
+ * builds tested; no test relies on it). Rows other than valid ones (extreme, invalid,
+ * ignored) are computed too (an ignored row's label, possibly out of range, is replaced
+ * by 0) but not stored: the general path writes them afterwards. */
 
 /* The label of each row, clamped into [0, K) for the rows that are not used. */
 SK_INLINE sk_index SK_NAME(sk_usable_label)(const sk_problem *pb, sk_index row)
@@ -499,15 +499,15 @@ SK_INLINE void SK_NAME(sk_label_outputs)(const sk_problem *pb, sk_index row_begi
     /* Short rows (stored as columns): g_k = (c / S) e_k in place, vectorised across rows, so
      * that writing the rows out is a plain copy. */
     const int scaled_in_place = pb->gradient && class_stride != 1;
-    if (scaled_in_place)
+    if (scaled_in_place) {
         SK_NAME(sk_prefetch_next_block)(pb, pb->gradient, row_begin, n_rows, 1);
-    if (scaled_in_place)
         for (sk_index k = 0; k < n_classes; ++k) {
             SK_REAL *col = e + k * class_stride;
             SK_SIMD
             for (sk_index i = 0; i < n_rows; ++i)
                 col[i] = (SK_REAL)((double)col[i] * scale[i]);
         }
+    }
     for (sk_index i = 0; i < n_rows; ++i) {
         if (status[i] != SK_ROW_VALID)
             continue;
