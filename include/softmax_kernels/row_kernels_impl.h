@@ -283,9 +283,13 @@ SK_INLINE void SK_NAME(sk_block_stats)(const sk_problem *pb, sk_index row_begin,
         SK_NAME(sk_block_stats_rows)(pb, row_begin, n_rows, blk, detect_extreme);
     double *log1p_sum = blk->log1p_sum;
     const double *sum_excl = blk->sum_excl;
-    SK_SIMD
-    for (sk_index i = 0; i < n_rows; ++i) /* defined either way: vectorised loops read it */
-        log1p_sum[i] = need_log1p ? sk_log1p_d(sum_excl[i]) : 0.0;
+    if (need_log1p) {
+        SK_SIMD
+        for (sk_index i = 0; i < n_rows; ++i)
+            log1p_sum[i] = sk_log1p_d(sum_excl[i]);
+    } else { /* defined either way: the vectorised output loops read it */
+        memset(log1p_sum, 0, (size_t)n_rows * sizeof(double));
+    }
 }
 
 #undef SK_T_ADD
@@ -429,6 +433,13 @@ SK_INLINE sk_index SK_NAME(sk_usable_label)(const sk_problem *pb, sk_index row)
     return label < (uint64_t)pb->n_classes ? (sk_index)label : 0;
 }
 
+/* c = c_excl + a_p for labels without smoothing, as sk_target_sums adds them: the label's
+ * weight alpha is a_p when the label is a maximum, else c_excl (the other term is 0). */
+SK_INLINE double SK_NAME(sk_label_c)(double alpha, int label_is_max)
+{
+    return (label_is_max ? 0.0 : alpha) + (label_is_max ? alpha : 0.0);
+}
+
 /* weight[i] = w / D, times cw_y with labels: st.row_weight, and with labels the factor of
  * st.label_coefficient before (1 - eps). The optional arrays are applied in loops of their
  * own, so that no loop has conditional loads (which would keep it from vectorising). */
@@ -490,7 +501,7 @@ SK_INLINE void SK_NAME(sk_label_outputs)(const sk_problem *pb, sk_index row_begi
         const double m = blk->row_max[i], sum_excl = blk->sum_excl[i], sum = 1.0 + sum_excl;
         const double z_y = label_logit[i], e_y = label_exp[i];
         const int label_is_max = z_y == m;
-        const double c = (label_is_max ? 0.0 : alpha) + (label_is_max ? alpha : 0.0); /* c_excl + a_p */
+        const double c = SK_NAME(sk_label_c)(alpha, label_is_max);
         const double dot = alpha != 0.0 ? alpha * (m - z_y) : 0.0;
         loss[i] = want_loss ? dot + c * loss[i] : 0.0;
         scale[i] = c / sum;
@@ -568,7 +579,7 @@ SK_INLINE void SK_NAME(sk_short_coefficients)(const sk_problem *pb, sk_index row
             const sk_index y = SK_NAME(sk_usable_label)(pb, row_begin + i);
             const int label_is_max = (double)z[i * n_classes + y] == row_max[i];
             const double alpha = coef[i] * pb->one_minus_eps;
-            coef[i] = (label_is_max ? 0.0 : alpha) + (label_is_max ? alpha : 0.0); /* c_excl + a_p */
+            coef[i] = SK_NAME(sk_label_c)(alpha, label_is_max);
             if (argmax)
                 argmax[i] = label_is_max ? (double)y : argmax[i];
         }
