@@ -128,3 +128,30 @@ def test_results_do_not_depend_on_thread_count(num_threads, rng):
     baseline = sk.loss_gradient_hessian(z, y, reduction="mean", num_threads=1)
     for got, want in zip(sk.loss_gradient_hessian(z, y, reduction="mean", num_threads=num_threads), baseline):
         np.testing.assert_array_equal(got, want)
+
+
+# Outputs of at least 16 MiB on more than one thread are written with streaming stores
+# (SK_STREAM_MIN_BYTES), one thread stores plainly: both must give the same bits, including
+# blocks holding rows that are ignored, extreme or NaN (which are not streamed), and
+# in place over z. Short rows (K <= 16) and long rows take different paths.
+@pytest.mark.parametrize("n_classes", [10, 40])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_streamed_large_outputs_equal_plain_stores(n_classes, dtype, rng):
+    n_rows = (17 << 20) // (np.dtype(dtype).itemsize * n_classes)
+    z = (3 * rng.standard_normal((n_rows, n_classes))).astype(dtype)
+    y = rng.integers(0, n_classes, n_rows)
+    v = rng.standard_normal((n_rows, n_classes)).astype(dtype)
+    z[5, 3] = np.nan
+    z[n_rows // 2, 0] = -1e4  # an extreme row: recomputed in a wider type after the block
+    y[7] = -100
+    calls = {
+        "loss_gradient": lambda n: sk.loss_gradient(z, y, ignore_index=-100, num_threads=n),
+        "hessian_vector_product": lambda n: (sk.hessian_vector_product(z, v, num_threads=n),),
+    }
+    for name, call in calls.items():
+        for got, want in zip(call(2), call(1)):
+            np.testing.assert_array_equal(got, want, err_msg=name)
+    want = sk.gradient(z, y, ignore_index=-100, num_threads=1)
+    in_place = z.copy()
+    sk.gradient(in_place, y, ignore_index=-100, out=in_place, num_threads=2)
+    np.testing.assert_array_equal(in_place, want)

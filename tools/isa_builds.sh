@@ -5,7 +5,9 @@
 # baseline) and runs the widest the CPU has, so the test suite on an AVX-512 machine only
 # ever exercises the first. Here the extension is built once per level with dispatch off
 # (-DSK_NO_DISPATCH) and -march=<level>, and the tests that compare every output with the
-# reference and with exact values run against each build.
+# reference and with exact values run against each build. These builds also write every
+# output with streaming stores (-DSK_STREAM_MIN_BYTES=0), which a default build keeps for
+# outputs of 16 MiB and more on several threads, so those tests cover that path too.
 #
 # Usage:
 #   tools/isa_builds.sh                  # x86-64-v3 (AVX2) and x86-64 (SSE2)
@@ -42,7 +44,7 @@ for level in "${levels[@]}"; do
     rm -f "$probe"
     scratch_copy "isa_$level" ""
     echo "== isa_builds: building for -march=$level"
-    scratch_build "-DSK_NO_DISPATCH -march=$level" || { echo "isa_builds: build failed" >&2; exit 2; }
+    scratch_build "-DSK_NO_DISPATCH -DSK_STREAM_MIN_BYTES=0 -march=$level" || { echo "isa_builds: build failed" >&2; exit 2; }
     simd="$(cd "$tree" && PYTHONPATH="$tree/src" SOFTMAX_KERNELS_BACKEND=compiled "$PYTHON" -c \
         'import softmax_kernels as sk; print(sk.show_config()["simd"])')" \
         || { echo "isa_builds: the $level build does not import" >&2; exit 2; }

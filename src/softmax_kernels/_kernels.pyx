@@ -21,6 +21,7 @@ cdef extern from "softmax_kernels/kernels.h" nogil:
     ctypedef int64_t sk_index
     ctypedef struct sk_problem:
         sk_index n_rows
+        int n_threads
         sk_index n_classes
         int target_kind
         int layout
@@ -59,6 +60,7 @@ cdef extern from "softmax_kernels/kernels.h" nogil:
         SK_OP_TARGET
     sk_block_fn sk_block_function(int op, int is_double)
     sk_index sk_block_rows(sk_index n_classes)
+    void sk_stream_fence()
     sk_index sk_scratch_doubles(sk_index n_classes)
     double sk_mean_denominator(const sk_problem *pb, sk_index n_rows, int is_double)
     double sk_compensated_sum(const double *x, sk_index n)
@@ -109,14 +111,17 @@ cdef void _run_blocks(const sk_problem *pb, sk_block_fn block_fn, sk_index n_row
                       sk_index n_blocks, double *scratch, sk_index scratch_width, int n_threads) noexcept nogil:
     cdef sk_index b
     cdef double *mine
+    # Each thread fences its streaming stores (large outputs) once, after its last block.
     if n_threads == 1:
         for b in range(n_blocks):
             block_fn(pb, b * block_rows, min(n_rows, (b + 1) * block_rows), scratch)
+        sk_stream_fence()
         return
     with parallel(num_threads=n_threads):
         mine = scratch + threadid() * scratch_width
         for b in prange(n_blocks, schedule="static"):
             block_fn(pb, b * block_rows, min(n_rows, (b + 1) * block_rows), mine)
+        sk_stream_fence()
 
 
 def run(plan):
@@ -160,6 +165,7 @@ def run(plan):
     cdef sk_index n_blocks = (n_rows + block_rows - 1) // block_rows
     cdef int n_threads = min(thread_count(plan.num_threads, n_rows * max(n_classes, pb.hessian_width)),
                              max(1, n_blocks))
+    pb.n_threads = n_threads
     cdef sk_index scratch_width = sk_scratch_doubles(n_classes)
     scratch = np.empty((n_threads, scratch_width), dtype=np.float64)
     cdef double *scratch_data = <double *>_data(scratch)

@@ -106,9 +106,9 @@ def _optional(module: str):
         return None
 
 
-def _ours(case: Case, inputs: dict, module) -> callable:
+def _ours(case: Case, inputs: dict, module, num_threads: int = 1) -> callable:
     z, y, v = inputs["z"], inputs["y"], inputs["v"]
-    kwargs = {"num_threads": 1} if module is sk else {}
+    kwargs = {"num_threads": num_threads} if module is sk else {}
     if case.operation == "loss_gradient":
         loss, grad = np.empty(case.n_rows, z.dtype), np.empty_like(z)
         return lambda: module.loss_gradient(z, y, loss_out=loss, grad_out=grad, **kwargs)
