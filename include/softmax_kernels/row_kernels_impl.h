@@ -213,6 +213,17 @@ SK_INLINE int SK_NAME(sk_far_below)(double x, double m)
 #define SK_LANE_INT int32_t
 #endif
 
+/* Whether a lane's logit x may be one that sk_far_below flags. For double data that is the
+ * test itself. For float data, a float subtraction with a margin of 1 stands in for the
+ * test in double, which costs two conversions per value: fl(x - m) errs by at most 2^-24 of
+ * itself, so fl(x - m) >= -(SK_EXTREME_GAP - 1) implies x - m > -SK_EXTREME_GAP. Rows with
+ * a candidate (a span beyond SK_EXTREME_GAP - 1: rare) are tested again exactly. */
+#if SK_IS_DOUBLE
+#define SK_FAR_CANDIDATE(x, m) SK_NAME(sk_far_below)((x), (m))
+#else
+#define SK_FAR_CANDIDATE(x, m) ((x) - (m) < (SK_REAL)(1.0 - SK_EXTREME_GAP))
+#endif
+
 /* One chunk of sk_exp_row: e = exp(z - m) for all SK_ROW_LANES values, added to T from lane
  * `first` on (the lanes before it were added by the previous chunk). */
 SK_INLINE void SK_NAME(sk_exp_chunk)(const SK_REAL *z, SK_REAL m, SK_REAL *e, double *acc_a, SK_T_COUNT *acc_b,
@@ -223,7 +234,7 @@ SK_INLINE void SK_NAME(sk_exp_chunk)(const SK_REAL *z, SK_REAL m, SK_REAL *e, do
         const SK_REAL x = z[l], value = SK_EXP_ROW(x - m, extreme_rows_recomputed);
         e[l] = value;
         SK_T_ADD(acc_a[l], acc_b[l], l >= first ? value : (SK_REAL)0, (l >= first) & (x == m));
-        far[l] |= (x != (SK_REAL)-INFINITY) & SK_NAME(sk_far_below)((double)x, (double)m);
+        far[l] |= (x != (SK_REAL)-INFINITY) & SK_FAR_CANDIDATE(x, m);
     }
 }
 
@@ -251,6 +262,13 @@ SK_INLINE double SK_NAME(sk_exp_row)(const SK_REAL *z, SK_REAL m, SK_REAL *e, sk
     SK_LANE_INT any_far = 0;
     for (sk_index l = 0; l < SK_ROW_LANES; ++l)
         any_far |= far[l];
+#if !SK_IS_DOUBLE
+    if (any_far) { /* a candidate: the exact test, over the row again */
+        any_far = 0;
+        for (sk_index j = 0; j < n_classes; ++j)
+            any_far |= (z[j] != (SK_REAL)-INFINITY) & SK_NAME(sk_far_below)((double)z[j], (double)m);
+    }
+#endif
     *far_out = any_far != 0;
     /* The lanes are combined pairwise (a tree, not a chain): rows are short enough that
      * this latency counts. */
@@ -401,6 +419,7 @@ SK_INLINE void SK_NAME(sk_block_stats)(const sk_problem *pb, sk_index row_begin,
 #undef SK_T_COUNT
 #undef SK_T_START
 #undef SK_LANE_INT
+#undef SK_FAR_CANDIDATE
 
 /* A row's loss, computed in double: kept in double for a reduction, else rounded once to the
  * data type (IEEE conversion: beyond float's range it is inf, as NumPy's cast). */
