@@ -7,8 +7,10 @@ parallel efficiency t(1) / (n t(n)) and the same for the copy floor: the bytes
 the case must read and write, copied with PyTorch's threaded ``copy_`` at the
 same thread count (when torch is importable). The copy's efficiency is the
 machine's memory-bandwidth ceiling: a kernel that is at the floor cannot scale
-better than the copy does. Scaling needs a machine with that many physical
-cores; on a 2-vCPU box the numbers say nothing.
+better than the copy does. torch brings its own OpenMP runtime, whose idle
+threads may spin for a moment after each copy; the two are timed in turn, never
+at once. Scaling needs a machine with that many physical cores; on a 2-vCPU box
+the numbers say nothing.
 """
 
 import argparse

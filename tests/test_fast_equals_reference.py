@@ -130,11 +130,13 @@ def test_results_do_not_depend_on_thread_count(num_threads, rng):
         np.testing.assert_array_equal(got, want)
 
 
-# Outputs of at least 16 MiB on more than one thread are written with streaming stores
-# (SK_STREAM_MIN_BYTES), one thread stores plainly: both must give the same bits, including
-# blocks holding rows that are ignored, extreme or NaN (which are not streamed), and
-# in place over z. Short rows (K <= 16) and long rows take different paths.
-@pytest.mark.parametrize("n_classes", [10, 40])
+# Labels gradients and short-row Hv of at least 16 MiB, on more than one thread, are written
+# with streaming stores (SK_STREAM_MIN_BYTES) and on one thread with plain ones: both must
+# give the same bits, including blocks holding rows that are ignored, extreme or NaN (which
+# are not streamed), in place over z, and into an output that starts off a 16-byte boundary.
+# K = 9 and 37 make blocks that end inside a cache line; K <= 16 and K > 16 take different
+# paths (the Hv of long rows is not streamed).
+@pytest.mark.parametrize("n_classes", [9, 10, 37, 40])
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_streamed_large_outputs_equal_plain_stores(n_classes, dtype, rng):
     n_rows = (17 << 20) // (np.dtype(dtype).itemsize * n_classes)
@@ -155,3 +157,6 @@ def test_streamed_large_outputs_equal_plain_stores(n_classes, dtype, rng):
     in_place = z.copy()
     sk.gradient(in_place, y, ignore_index=-100, out=in_place, num_threads=2)
     np.testing.assert_array_equal(in_place, want)
+    shifted = np.empty(n_rows * n_classes + 1, dtype)[1:].reshape(n_rows, n_classes)
+    sk.gradient(z, y, ignore_index=-100, out=shifted, num_threads=2)
+    np.testing.assert_array_equal(shifted, want)

@@ -10,6 +10,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "openmp_shim.h"
+
 typedef int64_t sk_index;
 
 enum { SK_TARGET_NONE = 0, SK_TARGET_LABELS = 1, SK_TARGET_SOFT = 2 };
@@ -46,17 +48,19 @@ enum { SK_LAYOUT_PACKED_UPPER = 0, SK_LAYOUT_PACKED_LOWER = 1, SK_LAYOUT_FULL = 
 #define SK_PREFETCH_WRITE(address) ((void)(address))
 #endif
 
-/* Outputs of at least SK_STREAM_MIN_BYTES, of calls on more than one thread, are written
- * block by block with non-temporal (streaming) stores from an L1-resident copy. A plain
- * store first reads the line it writes (write-allocate), so an output far larger than the
- * caches costs its bytes twice in memory traffic; streaming stores write whole lines
- * without reading them. That matters where threads share the memory bandwidth: on a
- * 16-core Xeon, 1M x 10 float64 loss and gradient ran 16% faster at 16 threads. One thread
- * does not saturate it, and there streaming cost time on the AVX-512 development machine
- * (float32 loss and gradient 10-30% slower), so single-threaded calls store plainly. Below
- * the threshold the output may still be in cache when the caller reads it. SSE2's 16-byte
- * streaming stores are in every x86-64 CPU, so every dispatched clone can use them;
- * elsewhere the copy is a plain one. */
+/* Large outputs written by threads of a team are written block by block with non-temporal
+ * (streaming) stores from an L1-resident copy: the gradient of a labels call (without
+ * smoothing) and the Hv of short rows, from blocks whose rows are all valid, when the
+ * output has at least SK_STREAM_MIN_BYTES and the call runs on more than one thread. A
+ * plain store first reads the line it writes (write-allocate), so an output far larger
+ * than the caches costs its bytes twice in memory traffic; streaming stores write whole
+ * lines without reading them. That matters where threads share the memory bandwidth: on
+ * a 16-core Xeon, 1M x 10 float64 loss and gradient ran 16% faster at 16 threads. One
+ * thread does not saturate it, and there streaming cost time on the AVX-512 development
+ * machine (float32 loss and gradient 10-30% slower), so single-threaded calls store
+ * plainly. Below the threshold the output may still be in cache when the caller reads it.
+ * SSE2's 16-byte streaming stores are in every x86-64 CPU, so every dispatched clone can
+ * use them; elsewhere the copy is a plain one. */
 #ifndef SK_STREAM_MIN_BYTES /* a build may set it (tools/isa_builds.sh: 0, to test the path) */
 #define SK_STREAM_MIN_BYTES ((sk_index)16 << 20)
 #endif
@@ -165,7 +169,6 @@ SK_INLINE sk_block sk_block_layout(double *scratch, sk_index n_classes, sk_index
  * one struct serves both dtypes; the row kernels cast them to their SK_REAL. */
 typedef struct {
     sk_index n_rows;             /* of the whole call */
-    int n_threads;               /* that run the call */
     sk_index n_classes;
     int target_kind;
     int layout;

@@ -97,26 +97,30 @@ SK_INLINE int SK_NAME(sk_all_valid)(const unsigned char *status, sk_index n_rows
  * a build that sets it to 0 streams every output, on any number of threads, for the tests). */
 SK_INLINE int SK_NAME(sk_streams)(const sk_problem *pb, sk_index width)
 {
-    return SK_HAVE_STREAM && (pb->n_threads > 1 || SK_STREAM_MIN_BYTES == 0) &&
+    return SK_HAVE_STREAM && (sk_team_threads() > 1 || SK_STREAM_MIN_BYTES == 0) &&
            pb->n_rows * width >= SK_STREAM_MIN_BYTES / (sk_index)sizeof(SK_REAL);
 }
 
-/* dst[0:n] = src[0:n] with streaming stores where dst is 16-byte aligned. Streaming stores
- * are weakly ordered: the driver ends each thread's share of a call with sk_stream_fence(),
- * not each block (a fence waits until the stores have reached memory: 30% slower per block). */
+/* dst[0:n] = src[0:n], streaming the whole 64-byte lines of dst and storing the partial
+ * first and last lines plainly: those lines are shared with the neighbouring blocks, which
+ * other threads may write at the same time, and a partly streamed line would be flushed
+ * to memory in pieces. Streaming stores are weakly ordered: the driver ends each thread's
+ * share of a call with sk_stream_fence(), not each block (a fence waits until the stores
+ * have reached memory: 30% slower per block). */
 SK_INLINE void SK_NAME(sk_stream_copy)(SK_REAL *dst, const SK_REAL *src, sk_index n)
 {
 #if SK_HAVE_STREAM
-    const sk_index per_store = 16 / (sk_index)sizeof(SK_REAL);
+    const sk_index per_store = 16 / (sk_index)sizeof(SK_REAL), per_line = 64 / (sk_index)sizeof(SK_REAL);
     sk_index i = 0;
     if ((uintptr_t)dst % sizeof(SK_REAL) == 0) {
-        for (; i < n && (uintptr_t)(dst + i) % 16 != 0; ++i)
+        for (; i < n && (uintptr_t)(dst + i) % 64 != 0; ++i)
             dst[i] = src[i];
-        for (; i + per_store <= n; i += per_store)
+        for (; i + per_line <= n; i += per_line)
+            for (sk_index j = i; j < i + per_line; j += per_store)
 #if SK_IS_DOUBLE
-            _mm_stream_pd(dst + i, _mm_loadu_pd(src + i));
+                _mm_stream_pd(dst + j, _mm_loadu_pd(src + j));
 #else
-            _mm_stream_ps(dst + i, _mm_loadu_ps(src + i));
+                _mm_stream_ps(dst + j, _mm_loadu_ps(src + j));
 #endif
     }
     for (; i < n; ++i)

@@ -21,7 +21,6 @@ cdef extern from "softmax_kernels/kernels.h" nogil:
     ctypedef int64_t sk_index
     ctypedef struct sk_problem:
         sk_index n_rows
-        int n_threads
         sk_index n_classes
         int target_kind
         int layout
@@ -165,7 +164,6 @@ def run(plan):
     cdef sk_index n_blocks = (n_rows + block_rows - 1) // block_rows
     cdef int n_threads = min(thread_count(plan.num_threads, n_rows * max(n_classes, pb.hessian_width)),
                              max(1, n_blocks))
-    pb.n_threads = n_threads
     cdef sk_index scratch_width = sk_scratch_doubles(n_classes)
     scratch = np.empty((n_threads, scratch_width), dtype=np.float64)
     cdef double *scratch_data = <double *>_data(scratch)
