@@ -80,18 +80,16 @@ static inline void sk_stream_fence(void)
 }
 
 /* OpenMP SIMD directives (active with -fopenmp or -fopenmp-simd, also in the serial
- * build): they let the compiler vectorise reductions (max, sums) by reordering them,
- * which it must not do on its own without -ffast-math. Ignored elsewhere. */
+ * build): they tell the compiler that a loop's iterations are independent, so that it
+ * vectorises loops it could not prove safe or would judge unprofitable. Reductions are
+ * written out as lane arrays instead of reduction clauses, so their order is fixed by the
+ * code (see row_kernels_impl.h). Ignored elsewhere. */
 #if defined(_MSC_VER) && !defined(__clang__)
 #define SK_PRAGMA(text) __pragma(text)
 #else
 #define SK_PRAGMA(text) _Pragma(#text)
 #endif
 #define SK_SIMD SK_PRAGMA(omp simd)
-#define SK_SIMD_REDUCE(...) SK_PRAGMA(omp simd reduction(__VA_ARGS__))
-
-/* Independent TwoSum accumulators: a 512-bit register of doubles. */
-#define SK_SUM_LANES 8
 
 /* Rows are processed in blocks of about this many elements: the strip of exp values
  * stays in L1 and per-row work (log1p) runs vectorised over the block's rows. */
