@@ -5,9 +5,10 @@
 # baseline) and runs the widest the CPU has, so the test suite on an AVX-512 machine only
 # ever exercises the first. Here the extension is built once per level with dispatch off
 # (-DSK_NO_DISPATCH) and -march=<level>, and the tests that compare every output with the
-# reference and with exact values run against each build. These builds also write every
-# output with streaming stores (-DSK_STREAM_MIN_BYTES=0), which a default build keeps for
-# outputs of 16 MiB and more on several threads, so those tests cover that path too.
+# reference and with exact values run against each build. These builds also stream every
+# output that can be streamed (-DSK_STREAM_MIN_BYTES=0: labels gradients and short-row Hv),
+# which a default build does only for outputs of 16 MiB and more on several threads, so
+# those tests cover that path too.
 #
 # Usage:
 #   tools/isa_builds.sh                  # x86-64-v3 (AVX2) and x86-64 (SSE2)
