@@ -67,7 +67,7 @@ class BuildExtWithOpenMP(build_ext):
             # exception flags, so it may turn the kernels' selects (clamps, masks) into
             # branch-free blends; rounding, NaN, infinities and subnormals are unchanged, and
             # no process-wide state is touched. Without it GCC refuses to vectorise exp for AVX2.
-            # -fopenmp-simd honours the kernels' `omp simd` reductions even in the serial build.
+            # -fopenmp-simd honours the kernels' `omp simd` directives even in the serial build.
             base = ["-O3", "-g0", "-fno-math-errno", "-fno-trapping-math", "-fopenmp-simd",
                     "-Wno-unused-function"]
             if compiler_type == "unix" and platform.machine().lower() in ("x86_64", "amd64"):

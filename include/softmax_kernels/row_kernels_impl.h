@@ -51,7 +51,6 @@
 
 #define SK_ROW(ptr, row, width) ((SK_REAL *)(ptr) + (sk_index)(row) * (width))
 #define SK_CROW(ptr, row, width) ((const SK_REAL *)(ptr) + (sk_index)(row) * (width))
-#define SK_EXP SK_NAME(sk_exp)
 /* exp(z - m) for the statistics: target calls recompute extreme rows (span > SK_EXTREME_GAP)
  * in a wider type, so they may use the cheaper exp that flushes what would be subnormal. */
 #define SK_EXP_ROW(x, extreme_rows_recomputed) \
@@ -953,7 +952,6 @@ static double SK_NAME(sk_mean_denominator)(const sk_problem *pb, sk_index n_rows
 
 #undef SK_ROW
 #undef SK_CROW
-#undef SK_EXP
 #undef SK_EXP_ROW
 #undef SK_EXTREME_GAP
 #undef SK_ROW_LANES

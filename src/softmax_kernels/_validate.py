@@ -143,15 +143,18 @@ def _as_labels(y: np.ndarray, batch_shape: tuple, n_classes: int, ignore_index: 
     # Two reductions and no temporaries in the common case; the element-wise test (which
     # allows ignore_index and finds the first offender) only when the extremes are outside.
     in_range = y.size == 0 or (int(y.min()) >= 0 and int(y.max()) < n_classes)
-    bad = None if in_range else (y < 0) | (y >= n_classes)
-    if bad is not None and ignore_index is not None:
-        bad &= y != ignore_index
-    if bad is not None and bad.any():
-        flat = int(np.flatnonzero(bad.ravel())[0])
-        position = np.unravel_index(flat, batch_shape) if batch_shape else ()
-        allowed = f"[0, {n_classes})" + ("" if ignore_index is None else f" or equal to ignore_index={ignore_index}")
-        where = f"y[{', '.join(map(str, position))}]" if position else "y"
-        raise ValueError(f"y: expected labels in {allowed}, got {where} = {y[position]}")
+    if not in_range:
+        bad = (y < 0) | (y >= n_classes)
+        if ignore_index is not None:
+            bad &= y != ignore_index
+        if bad.any():
+            flat = int(np.flatnonzero(bad.ravel())[0])
+            position = np.unravel_index(flat, batch_shape) if batch_shape else ()
+            allowed = f"[0, {n_classes})"
+            if ignore_index is not None:
+                allowed += f" or equal to ignore_index={ignore_index}"
+            where = f"y[{', '.join(map(str, position))}]" if position else "y"
+            raise ValueError(f"y: expected labels in {allowed}, got {where} = {y[position]}")
     labels = np.ascontiguousarray(y, dtype=np.int64).reshape(-1)
     if ignore_index is not None and not INT64_MIN <= ignore_index <= INT64_MAX:
         # Only unsigned labels can equal an ignore_index beyond int64; give them a
