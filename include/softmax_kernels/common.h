@@ -97,6 +97,10 @@ static inline void sk_stream_fence(void)
 #define SK_MAX_BLOCK_ROWS 256
 /* Rows up to this many classes are processed as columns (see sk_block_stats_columns). */
 #define SK_SMALL_CLASSES 16
+/* CASE(K) for each K up to SK_SMALL_CLASSES, to compile a loop once per constant K. */
+#define SK_EACH_SHORT_K(CASE) \
+    CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(6) CASE(7) CASE(8) \
+    CASE(9) CASE(10) CASE(11) CASE(12) CASE(13) CASE(14) CASE(15) CASE(16)
 
 /* VALID and EXTREME rows are computed (EXTREME in a wider type), INVALID rows are NaN,
  * IGNORED rows zero. */
