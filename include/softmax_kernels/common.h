@@ -115,6 +115,7 @@ typedef struct {
     double *row_values;    /* SK_ROW_VALUES arrays of one value per row, for the outputs */
     double *short_work;    /* short rows: one row's Hessian factors (sk_short_hessian_outputs) */
     double *row_max;       /* per row of the block */
+    double *first_argmax;  /* short rows with Hv: the first class at the row max, as a double */
     double *sum_excl;      /* T per row */
     double *log1p_sum;     /* log1p(T) per row */
     unsigned char *status; /* SK_ROW_* per row */
@@ -143,7 +144,7 @@ static inline sk_index sk_scratch_doubles(sk_index n_classes)
 {
     sk_index rows = sk_block_rows(n_classes);
     const sk_index wide = (sk_index)(sizeof(long double) / sizeof(double)) + 1;
-    return 2 * sk_round8(rows * n_classes) + sk_round8(3 * wide * n_classes) + (8 + SK_ROW_VALUES) * sk_round8(rows) +
+    return 2 * sk_round8(rows * n_classes) + sk_round8(3 * wide * n_classes) + (9 + SK_ROW_VALUES) * sk_round8(rows) +
            sk_short_work_doubles(n_classes);
 }
 
@@ -158,7 +159,8 @@ SK_INLINE sk_block sk_block_layout(double *scratch, sk_index n_classes, sk_index
     blk.columns = (double *)blk.row_work + sk_round8(3 * wide * n_classes);
     blk.columns_sums = (double *)blk.columns + sk_round8(rows * n_classes) + 2 * sk_round8(rows);
     blk.row_max = blk.columns_sums + 2 * sk_round8(rows);
-    blk.sum_excl = blk.row_max + sk_round8(rows);
+    blk.first_argmax = blk.row_max + sk_round8(rows);
+    blk.sum_excl = blk.first_argmax + sk_round8(rows);
     blk.log1p_sum = blk.sum_excl + sk_round8(rows);
     blk.row_values = blk.log1p_sum + sk_round8(rows);
     blk.short_work = blk.row_values + SK_ROW_VALUES * sk_round8(rows);

@@ -433,6 +433,18 @@ SK_INLINE void SK_NAME(sk_block_stats_columns)(const sk_problem *pb, sk_index ro
             row_min[i] = finite_or_inf < row_min[i] ? finite_or_inf : row_min[i];
         }
     }
+    if (pb->hessian_vector_product) { /* the first class at m (K - 1 in a NaN row, which is invalid) */
+        double *first_argmax = blk->first_argmax;
+        SK_SIMD
+        for (sk_index i = 0; i < n_rows; ++i)
+            first_argmax[i] = (double)(n_classes - 1);
+        for (sk_index k = n_classes - 1; k >= 0; --k) {
+            const SK_REAL *col = columns + k * n_rows;
+            SK_SIMD
+            for (sk_index i = 0; i < n_rows; ++i)
+                first_argmax[i] = col[i] == row_max[i] ? (double)k : first_argmax[i];
+        }
+    }
     for (sk_index k = 0; k < n_classes; ++k) { /* the accumulators of sk_exp_row, one per row */
         SK_REAL *col = columns + k * n_rows;
         SK_SIMD
@@ -784,16 +796,8 @@ SK_INLINE void SK_NAME(sk_short_coefficients)(const sk_problem *pb, sk_index row
     const SK_REAL *z = SK_CROW(pb->z, row_begin, n_classes);
     const double *row_max = blk->row_max;
     SK_NAME(sk_row_weights)(pb, row_begin, n_rows, coef);
-    if (argmax) {
-        SK_SIMD
-        for (sk_index i = 0; i < n_rows; ++i)
-            argmax[i] = (double)(n_classes - 1);
-        for (sk_index k = n_classes - 1; k >= 0; --k) {
-            SK_SIMD
-            for (sk_index i = 0; i < n_rows; ++i)
-                argmax[i] = (double)z[i * n_classes + k] == row_max[i] ? (double)k : argmax[i];
-        }
-    }
+    if (argmax)
+        memcpy(argmax, blk->first_argmax, (size_t)n_rows * sizeof(double));
     if (pb->target_kind == SK_TARGET_LABELS) {
         SK_SIMD
         for (sk_index i = 0; i < n_rows; ++i) {
