@@ -23,7 +23,7 @@
  *
  * Rows are processed in blocks of about SK_STRIP_ELEMENTS values, so that per-row work
  * runs vectorised across the block's rows:
- *   phase 1, per row: m (and the smallest finite logit; ignored rows are skipped);
+ *   phase 1, per row: m (ignored rows are skipped, or for short rows computed and dropped);
  *   phase 2-3, per row: e = exp(z - m) into the block's strip, T, and the row's status;
  *   phase 4, the rows: log1p(T), when a loss or log-softmax needs it;
  *   phase 5: the outputs. Without dense targets (labels without smoothing, or none) the
