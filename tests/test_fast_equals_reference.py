@@ -138,7 +138,8 @@ def test_every_short_row_width_equals_reference(n_classes, dtype, rng):
     y[4:6] = n_classes - 1, n_classes // 2
     kwargs = {"ignore_index": -100}
     cases = [("loss_gradient", (z, y), kwargs), ("hessian", (z, y), kwargs),
-             ("hessian_vector_product", (z, v, y), kwargs), ("hessian_diagonal", (z, None), {}),
+             ("hessian_vector_product", (z, v, y), kwargs), ("hessian_diagonal", (z, y), kwargs),
+             ("hessian_diagonal", (z, None), {}),
              ("softmax", (z,), {}), ("log_softmax", (z,), {})]
     for name, args, options in cases:
         got, want = getattr(sk, name)(*args, **options), getattr(reference, name)(*args, **options)

@@ -433,6 +433,15 @@ SK_INLINE void SK_NAME(sk_block_stats_columns)(const sk_problem *pb, sk_index ro
             row_min[i] = finite_or_inf < row_min[i] ? finite_or_inf : row_min[i];
         }
     }
+    if (pb->hessian_diagonal && !pb->hessian) { /* for sk_short_diagonal_outputs: z_k = m, as 1 or 0 */
+        SK_REAL *at_max = strip;
+        for (sk_index k = 0; k < n_classes; ++k) {
+            const SK_REAL *col = columns + k * n_rows;
+            SK_SIMD
+            for (sk_index i = 0; i < n_rows; ++i)
+                at_max[k * n_rows + i] = col[i] == row_max[i] ? (SK_REAL)1 : (SK_REAL)0;
+        }
+    }
     if (pb->hessian_vector_product) { /* the first class at m (K - 1 in a NaN row, which is invalid) */
         double *first_argmax = blk->first_argmax;
         SK_SIMD
@@ -884,6 +893,41 @@ SK_INLINE void SK_NAME(sk_short_hessian_outputs)(const sk_problem *pb, sk_index 
     }
 }
 
+/* The Hessian diagonal without the Hessian, H_kk = (c s_k)(1 - s_k) with the formulas of
+ * sk_short_hessian_outputs, computed across the block's rows one class at a time and
+ * transposed out: the strip holds whether z_k = m (from sk_block_stats_columns), which it
+ * then receives the diagonal in place of. */
+SK_INLINE void SK_NAME(sk_short_diagonal_outputs)(const sk_problem *pb, sk_index row_begin, sk_index n_rows,
+                                                  const sk_block *blk)
+{
+    const sk_index n_classes = pb->n_classes;
+    const SK_REAL *e = (const SK_REAL *)blk->columns; /* e[k * n_rows + i] */
+    SK_REAL *diag = (SK_REAL *)blk->strip;            /* z_k = m on entry, then H_kk, as columns */
+    const double *sum_excl = blk->sum_excl;
+    double *coef = blk->row_values;
+    SK_NAME(sk_short_coefficients)(pb, row_begin, n_rows, blk, coef, NULL);
+    for (sk_index k = 0; k < n_classes; ++k) {
+        const SK_REAL *e_col = e + k * n_rows;
+        SK_REAL *diag_col = diag + k * n_rows;
+        SK_SIMD
+        for (sk_index i = 0; i < n_rows; ++i) {
+            const double e_k = (double)e_col[i], sum = 1.0 + sum_excl[i];
+            const double one_minus_s = (diag_col[i] != (SK_REAL)0 ? sum_excl[i] : sum - e_k) / sum;
+            const double s_k = e_k / sum;
+            diag_col[i] = (SK_REAL)((coef[i] * s_k) * one_minus_s);
+        }
+    }
+    SK_REAL *hd = SK_ROW(pb->hessian_diagonal, row_begin, n_classes);
+    if (SK_NAME(sk_all_valid)(blk->status, n_rows)) {
+        SK_NAME(sk_columns_to_rows)(diag, hd, n_rows, n_classes);
+        return;
+    }
+    for (sk_index i = 0; i < n_rows; ++i)
+        if (blk->status[i] == SK_ROW_VALID)
+            for (sk_index k = 0; k < n_classes; ++k)
+                hd[i * n_classes + k] = diag[k * n_rows + i];
+}
+
 /* Hv, with v transposed like z. */
 SK_INLINE void SK_NAME(sk_short_hvp_outputs)(const sk_problem *pb, sk_index row_begin, sk_index n_rows,
                                              const sk_block *blk, SK_REAL *assembly)
@@ -971,8 +1015,10 @@ SK_DISPATCH static void SK_NAME(sk_target_block)(const sk_problem *pb, sk_index 
     const int label_rows = !columns && pb->n_classes > SK_SMALL_CLASSES && SK_NAME(sk_is_label_call)(pb);
     SK_NAME(sk_block_stats)(pb, row_begin, n_rows, &blk, pb->row_loss != NULL, 1, !columns);
     if (columns) {
-        if (pb->hessian || pb->hessian_diagonal)
+        if (pb->hessian)
             SK_NAME(sk_short_hessian_outputs)(pb, row_begin, n_rows, &blk);
+        else if (pb->hessian_diagonal)
+            SK_NAME(sk_short_diagonal_outputs)(pb, row_begin, n_rows, &blk);
         const int labels_follow = pb->target_kind == SK_TARGET_LABELS && (pb->row_loss || pb->gradient);
         if (pb->hessian_vector_product) /* the exp columns are free after it unless labels follow */
             SK_NAME(sk_short_hvp_outputs)(pb, row_begin, n_rows, &blk, labels_follow ? NULL : (SK_REAL *)blk.columns);
