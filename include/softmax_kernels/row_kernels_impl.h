@@ -62,10 +62,13 @@ SK_INLINE void SK_NAME(sk_fill)(SK_REAL *out, sk_index n, double value)
         out[k] = (SK_REAL)value;
 }
 
-/* Short rows of double data: the next block of an (N, K) array is prefetched while this one
- * is transposed (one line in 64 bytes). Measured on the AVX-512 development machine
- * (1M x 10, float64): loss and gradient 12-19% faster, Hv 16%. For float data and for long rows
- * the hardware prefetcher keeps up and this only costs time, so it is not done there. */
+/* Double data: the next block of an (N, K) array is prefetched (one line in 64 bytes) while
+ * this one is worked on. Measured on the AVX-512 development machine, one thread: short
+ * rows (1M x 10) loss and gradient 12-19% faster, Hv 16% (20-25% with the per-K
+ * transpositions); long rows, loss and gradient, 6-12% faster at K = 100 to 400, no change
+ * at K = 40, and 0-5% slower at K = 1000 and 2000, hence SK_PREFETCH_MAX_CLASSES. For float
+ * data the hardware prefetcher keeps up and this only costs time, so it is not done there. */
+#define SK_PREFETCH_MAX_CLASSES 512
 SK_INLINE void SK_NAME(sk_prefetch_next_block)(const sk_problem *pb, const void *base, sk_index row_begin,
                                                sk_index n_rows, int for_writing)
 {
@@ -372,6 +375,8 @@ SK_INLINE void SK_NAME(sk_block_stats_rows)(const sk_problem *pb, sk_index row_b
 {
     const sk_index n_classes = pb->n_classes;
     SK_REAL *strip = (SK_REAL *)blk->strip;
+    if (n_classes <= SK_PREFETCH_MAX_CLASSES)
+        SK_NAME(sk_prefetch_next_block)(pb, pb->z, row_begin, n_rows, 0);
     for (sk_index i = 0; i < n_rows; ++i) {
         SK_REAL *e = strip + i * n_classes;
         blk->row_max[i] = 0.0;
@@ -1092,3 +1097,4 @@ static double SK_NAME(sk_mean_denominator)(const sk_problem *pb, sk_index n_rows
 #undef SK_EXP_ROW
 #undef SK_EXTREME_GAP
 #undef SK_ROW_LANES
+#undef SK_PREFETCH_MAX_CLASSES
