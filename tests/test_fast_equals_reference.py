@@ -122,29 +122,34 @@ def test_compiled_softmax_equals_reference(function, order, shape, dtype, rng):
 
 
 # Short rows (K <= 16) are transposed by loops compiled once per K, and a block whose rows are
-# all valid is written out whole; every K, blocks with and without bad rows.
+# all valid is written out whole: every K (and K = 17, the first long one), with the first
+# block holding bad rows and ties, and a later all-valid block holding ties too.
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("n_classes", range(1, 18))
 def test_every_short_row_width_equals_reference(n_classes, dtype, rng):
-    n_rows = 600  # more than two blocks of rows at any K, the last one partial
+    n_rows = 601  # at least three blocks of rows at any K, the last one partial
     z = (3 * rng.standard_normal((n_rows, n_classes))).astype(dtype)
     y = rng.integers(0, n_classes, n_rows)
     v = rng.standard_normal((n_rows, n_classes)).astype(dtype)
-    z[1] = np.nan                      # invalid rows and an ignored one, all in the first block
-    y[2] = -100
-    z[3, 0] = -np.inf
-    z[4:6, -1] = z[4:6].max() + 1      # tied maxima, with the label at one of them and not
-    z[4:6, 0] = z[4:6, -1]
-    y[4:6] = n_classes - 1, n_classes // 2
+    z[1] = np.nan                      # invalid
+    z[2], y[2] = np.nan, -100          # ignored, whatever its logits hold
+    z[3, 0] = -np.inf                  # a masked class
+    if n_classes > 1:
+        z[6, 0] = z[6].max() - 700     # extreme (a span beyond 600, or 80 for float32)
+    for row in (4, 5, n_rows - 2, n_rows - 1):  # tied maxima, the label at one of them or not
+        z[row, [0, -1]] = z[row].max() + 1
+        y[row] = n_classes - 1 if row % 2 == 0 else n_classes // 2
     kwargs = {"ignore_index": -100}
     cases = [("loss_gradient", (z, y), kwargs), ("hessian", (z, y), kwargs),
              ("hessian_vector_product", (z, v, y), kwargs), ("hessian_diagonal", (z, y), kwargs),
-             ("hessian_diagonal", (z, None), {}),
-             ("softmax", (z,), {}), ("log_softmax", (z,), {})]
+             ("hessian_diagonal", (z, None), {}), ("softmax", (z,), {}), ("log_softmax", (z,), {})]
     for name, args, options in cases:
         got, want = getattr(sk, name)(*args, **options), getattr(reference, name)(*args, **options)
         for g, w in zip(got if isinstance(got, tuple) else (got,), want if isinstance(want, tuple) else (want,)):
             assert_close_ulps(g, w, dtype)
+    in_place = z.copy()
+    sk.gradient(in_place, y, out=in_place, **kwargs)
+    assert_close_ulps(in_place, reference.gradient(z, y, **kwargs), dtype)
 
 
 @pytest.mark.parametrize("num_threads", [None, 1, 2, 3])

@@ -29,8 +29,9 @@
  *   phase 5: the outputs. Without dense targets (labels without smoothing, or none) the
  *     per-row values are computed for the whole block in loops across rows and each row
  *     is then written in one pass (sk_label_outputs, sk_short_hessian_outputs,
- *     sk_short_hvp_outputs); otherwise row by row (row_outputs_impl.h), with the same
- *     formulas in the same order.
+ *     sk_short_hvp_outputs), or for short rows a block of valid rows by one transposition
+ *     (also sk_short_diagonal_outputs); otherwise row by row (row_outputs_impl.h), with the
+ *     same formulas in the same order.
  * Short rows (K <= SK_SMALL_CLASSES) do phases 1-3 on the block transposed to columns,
  * one SIMD lane per row (sk_block_stats_columns), and their phase 5 reads the columns.
  * float data computes exp in float (16 AVX-512 lanes) and everything else in double.
@@ -64,10 +65,10 @@ SK_INLINE void SK_NAME(sk_fill)(SK_REAL *out, sk_index n, double value)
 
 /* Double data: the next block of an (N, K) array is prefetched (one line in 64 bytes) while
  * this one is worked on. Measured on the AVX-512 development machine, one thread: short
- * rows (1M x 10) loss and gradient 12-19% faster, Hv 16% (20-25% with the per-K
- * transpositions); long rows, loss and gradient, 6-12% faster at K = 100 to 400, no change
- * at K = 40, and 0-5% slower at K = 1000 and 2000, hence SK_PREFETCH_MAX_CLASSES. For float
- * data the hardware prefetcher keeps up and this only costs time, so it is not done there. */
+ * rows (1M x 10) loss and gradient 21% faster, Hv 20%; long rows 6-12% faster for loss and
+ * gradient at K = 100 to 400 (Hessian 3%, Hv 9% at K = 100), no change at K = 40, and 0-5%
+ * slower at K = 1000 and 2000, hence SK_PREFETCH_MAX_CLASSES. For float data the hardware
+ * prefetcher keeps up and this only costs time, so it is not done there. */
 #define SK_PREFETCH_MAX_CLASSES 512
 SK_INLINE void SK_NAME(sk_prefetch_next_block)(const sk_problem *pb, const void *base, sk_index row_begin,
                                                sk_index n_rows, int for_writing)
@@ -405,7 +406,9 @@ SK_INLINE void SK_NAME(sk_block_stats_rows)(const sk_problem *pb, sk_index row_b
  * fraction of a SIMD register and spend its time in horizontal reductions. Instead the
  * block is transposed to columns of classes, so that every step is an elementwise
  * operation across the block's rows (one SIMD lane per row). The exp values stay as
- * columns (columns[k * n_rows + i]); with want_strip they are also copied back to rows. */
+ * columns (columns[k * n_rows + i]); with want_strip they are also copied back to rows.
+ * Facts that exp overwrites are kept for the outputs that need them: the first arg-max
+ * (Hv) and, in the strip, whether z_k = m (the Hessian diagonal on its own). */
 SK_INLINE void SK_NAME(sk_block_stats_columns)(const sk_problem *pb, sk_index row_begin, sk_index n_rows,
                                                sk_block *blk, int detect_extreme, int want_strip)
 {
@@ -447,7 +450,7 @@ SK_INLINE void SK_NAME(sk_block_stats_columns)(const sk_problem *pb, sk_index ro
                 at_max[k * n_rows + i] = col[i] == row_max[i] ? (SK_REAL)1 : (SK_REAL)0;
         }
     }
-    if (pb->hessian_vector_product) { /* the first class at m (K - 1 in a NaN row, which is invalid) */
+    if (pb->hessian_vector_product) { /* the first class at m; K - 1 where none is (all NaN) */
         double *first_argmax = blk->first_argmax;
         SK_SIMD
         for (sk_index i = 0; i < n_rows; ++i)
@@ -746,8 +749,9 @@ SK_INLINE void SK_NAME(sk_label_outputs)(const sk_problem *pb, sk_index row_begi
         SK_NAME(sk_store_block_loss)(pb, row_begin, n_rows, status, loss);
     if (!pb->gradient)
         return;
-    /* A large gradient is assembled row by row in the strip (for long rows, over the exp
-     * values each row has just read) and streamed out in one piece. Only blocks of valid rows
+    /* A large gradient is assembled in the strip (long rows one by one, over the exp values
+     * each row has just read; short rows by the transposition below) and streamed out in one
+     * piece. Only blocks of valid rows
      * are: the other rows are written later, and one recomputed in a wider type reads its
      * logits again, which an in-place call (gradient = z) must not have overwritten. */
     const int all_valid = SK_NAME(sk_all_valid)(status, n_rows);
@@ -802,7 +806,8 @@ SK_INLINE int SK_NAME(sk_is_short_sparse_call)(const sk_problem *pb)
 }
 
 /* c per row (st.c: w without targets, c_excl + a_p with labels) and, where argmax is not
- * NULL, the arg-max p of sk_target_outputs: the label where it is a maximum, else the first. */
+ * NULL, the arg-max p of sk_target_outputs: the label where it is a maximum, else the first
+ * (blk->first_argmax, which sk_block_stats_columns fills for calls with Hv). */
 SK_INLINE void SK_NAME(sk_short_coefficients)(const sk_problem *pb, sk_index row_begin, sk_index n_rows,
                                               const sk_block *blk, double *coef, double *argmax)
 {
@@ -922,15 +927,9 @@ SK_INLINE void SK_NAME(sk_short_diagonal_outputs)(const sk_problem *pb, sk_index
             diag_col[i] = (SK_REAL)((coef[i] * s_k) * one_minus_s);
         }
     }
-    SK_REAL *hd = SK_ROW(pb->hessian_diagonal, row_begin, n_classes);
-    if (SK_NAME(sk_all_valid)(blk->status, n_rows)) {
-        SK_NAME(sk_columns_to_rows)(diag, hd, n_rows, n_classes);
-        return;
-    }
-    for (sk_index i = 0; i < n_rows; ++i)
-        if (blk->status[i] == SK_ROW_VALID)
-            for (sk_index k = 0; k < n_classes; ++k)
-                hd[i * n_classes + k] = diag[k * n_rows + i];
+    /* The output never shares memory with z, and rows other than valid ones are written
+     * again afterwards, so the whole block is transposed out. */
+    SK_NAME(sk_columns_to_rows)(diag, SK_ROW(pb->hessian_diagonal, row_begin, n_classes), n_rows, n_classes);
 }
 
 /* Hv, with v transposed like z. */
@@ -981,25 +980,20 @@ SK_INLINE void SK_NAME(sk_short_hvp_outputs)(const sk_problem *pb, sk_index row_
         for (sk_index i = 0; i < n_rows; ++i)
             v_col[i] = (SK_REAL)(coef[i] * (((double)e_col[i] / (1.0 + sum_excl[i])) * ((double)v_col[i] - sigma[i])));
     }
-    /* A large output is assembled as rows in `assembly` (room for the block, or NULL) and
-     * streamed out; a block of valid rows is transposed out at once (see sk_label_outputs). */
-    const int all_valid = SK_NAME(sk_all_valid)(blk->status, n_rows);
-    const int stream = assembly && all_valid && SK_NAME(sk_streams)(pb, n_classes);
+    /* The block is transposed out whole: Hv never shares memory with z or v, and the rows
+     * other than valid ones are written again afterwards. A large output is assembled in
+     * `assembly` (room for the block, or NULL) and streamed out (see sk_label_outputs). */
+    const int stream = assembly && SK_NAME(sk_all_valid)(blk->status, n_rows) && SK_NAME(sk_streams)(pb, n_classes);
     SK_REAL *hv_block = stream ? assembly : SK_ROW(pb->hessian_vector_product, row_begin, n_classes);
-    if (all_valid)
-        SK_NAME(sk_columns_to_rows)(v_cols, hv_block, n_rows, n_classes);
+    SK_NAME(sk_columns_to_rows)(v_cols, hv_block, n_rows, n_classes);
     for (sk_index i = 0; i < n_rows; ++i) {
         if (blk->status[i] != SK_ROW_VALID)
             continue;
         SK_REAL *hv = hv_block + i * n_classes;
-        if (finite_check[i] != finite_check[i]) {
+        if (finite_check[i] != finite_check[i])
             SK_NAME(sk_fill)(hv, n_classes, NAN);
-            continue;
-        }
-        if (!all_valid)
-            for (sk_index k = 0; k < n_classes; ++k)
-                hv[k] = v_cols[k * n_rows + i];
-        hv[(sk_index)argmax[i]] = (SK_REAL)hv_argmax[i];
+        else
+            hv[(sk_index)argmax[i]] = (SK_REAL)hv_argmax[i];
     }
     if (stream)
         SK_NAME(sk_stream_copy)(SK_ROW(pb->hessian_vector_product, row_begin, n_classes), hv_block,
