@@ -74,6 +74,8 @@ SK_INLINE void SK_NAME(sk_prefetch_next_block)(const sk_problem *pb, const void 
                                                sk_index n_rows, int for_writing)
 {
 #if SK_IS_DOUBLE
+    if (pb->n_classes > SK_PREFETCH_MAX_CLASSES)
+        return;
     const sk_index next_rows = row_begin + 2 * n_rows <= pb->n_rows ? n_rows : pb->n_rows - row_begin - n_rows;
     const char *next = (const char *)((const SK_REAL *)base + (row_begin + n_rows) * pb->n_classes);
     const sk_index bytes = next_rows * pb->n_classes * (sk_index)sizeof(SK_REAL);
@@ -376,14 +378,13 @@ SK_INLINE void SK_NAME(sk_block_stats_rows)(const sk_problem *pb, sk_index row_b
 {
     const sk_index n_classes = pb->n_classes;
     SK_REAL *strip = (SK_REAL *)blk->strip;
-    if (n_classes <= SK_PREFETCH_MAX_CLASSES)
-        SK_NAME(sk_prefetch_next_block)(pb, pb->z, row_begin, n_rows, 0);
+    SK_NAME(sk_mark_ignored_rows)(pb, row_begin, n_rows, blk->status);
+    SK_NAME(sk_prefetch_next_block)(pb, pb->z, row_begin, n_rows, 0);
     for (sk_index i = 0; i < n_rows; ++i) {
         SK_REAL *e = strip + i * n_classes;
         blk->row_max[i] = 0.0;
         blk->sum_excl[i] = 0.0;
-        if (SK_NAME(sk_row_ignored)(pb, row_begin + i)) { /* skipped: its logits may be NaN */
-            blk->status[i] = SK_ROW_IGNORED;
+        if (blk->status[i] == SK_ROW_IGNORED) { /* skipped: its logits may be NaN */
             SK_NAME(sk_fill)(e, n_classes, 0.0); /* the vectorised outputs read every row */
             continue;
         }
@@ -751,9 +752,9 @@ SK_INLINE void SK_NAME(sk_label_outputs)(const sk_problem *pb, sk_index row_begi
         return;
     /* A large gradient is assembled in the strip (long rows one by one, over the exp values
      * each row has just read; short rows by the transposition below) and streamed out in one
-     * piece. Only blocks of valid rows
-     * are: the other rows are written later, and one recomputed in a wider type reads its
-     * logits again, which an in-place call (gradient = z) must not have overwritten. */
+     * piece. Only blocks of valid rows are: the other rows are written later, and one
+     * recomputed in a wider type reads its logits again, which an in-place call (gradient = z)
+     * must not have overwritten. */
     const int all_valid = SK_NAME(sk_all_valid)(status, n_rows);
     const int stream = all_valid && SK_NAME(sk_streams)(pb, n_classes);
     SK_REAL *g_block = stream ? (SK_REAL *)blk->strip : SK_ROW(pb->gradient, row_begin, n_classes);
