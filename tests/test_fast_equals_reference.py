@@ -121,9 +121,10 @@ def test_compiled_softmax_equals_reference(function, order, shape, dtype, rng):
     assert_close_ulps(getattr(sk, function)(z), getattr(reference, function)(z), dtype)
 
 
-# Short rows (K <= 16) are transposed by loops compiled once per K, and a block whose rows are
-# all valid is written out whole: every K (and K = 17, the first long one), with the first
-# block holding bad rows and ties, and a later all-valid block holding ties too.
+# Short rows (K <= 16) are transposed by loops compiled once per K (or in tiles of rows, on
+# AVX-512), and a block whose rows are all valid is written out whole: every K (and K = 17,
+# the first long one), with the first block holding bad rows and ties, and a later all-valid
+# block holding ties too.
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("n_classes", range(1, 18))
 def test_every_short_row_width_equals_reference(n_classes, dtype, rng):
@@ -150,6 +151,31 @@ def test_every_short_row_width_equals_reference(n_classes, dtype, rng):
     in_place = z.copy()
     sk.gradient(in_place, y, out=in_place, **kwargs)
     assert_close_ulps(in_place, reference.gradient(z, y, **kwargs), dtype)
+
+
+# The tiled transpositions of short rows load and store whole vectors that reach past a
+# row's end, masked where they would pass the block's: every count of rows around the tile
+# sizes (8 and 16), each output inside a larger buffer whose guard values must survive.
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("n_classes", range(1, 18))
+def test_short_rows_write_nothing_outside_their_output(n_classes, dtype, rng):
+    guard = 20
+    for n_rows in range(1, 36):
+        z = (3 * rng.standard_normal((n_rows, n_classes))).astype(dtype)
+        y = rng.integers(0, n_classes, n_rows)
+        v = rng.standard_normal((n_rows, n_classes)).astype(dtype)
+        calls = {
+            "gradient": lambda out: sk.loss_gradient(z, y, grad_out=out)[1],
+            "hessian_vector_product": lambda out: sk.hessian_vector_product(z, v, out=out),
+            "hessian_diagonal": lambda out: sk.hessian_diagonal(z, y, out=out),
+            "softmax": lambda out: sk.softmax(z, out=out),
+        }
+        for name, call in calls.items():
+            buffer = np.full(n_rows * n_classes + 2 * guard, 7.0, dtype)
+            out = buffer[guard:-guard].reshape(n_rows, n_classes)
+            args = (z, v) if name == "hessian_vector_product" else (z, y) if name != "softmax" else (z,)
+            assert_close_ulps(call(out), getattr(reference, name)(*args), dtype)
+            assert (buffer[:guard] == 7).all() and (buffer[-guard:] == 7).all(), (name, n_rows)
 
 
 @pytest.mark.parametrize("num_threads", [None, 1, 2, 3])

@@ -7,6 +7,7 @@
 #define SOFTMAX_KERNELS_KERNELS_H
 
 #include "common.h"
+#include "transpose_x86.h"
 #include "vmath.h"
 
 #define SK_REAL float
