@@ -191,7 +191,8 @@ def test_results_do_not_depend_on_thread_count(num_threads, rng):
 # with streaming stores (SK_STREAM_MIN_BYTES) and on one thread with plain ones: both must
 # give the same bits, including blocks holding rows that are ignored, extreme or NaN (which
 # are not streamed), in place over z, and into an output that starts off a 16-byte boundary.
-# K = 9 and 37 make blocks that end inside a cache line; K <= 16 and K > 16 take different
+# K = 37 and 40 make blocks that end inside a cache line (blocks of short rows are whole
+# lines of an aligned output, but not of the shifted one); K <= 16 and K > 16 take different
 # paths (the Hv of long rows is not streamed).
 @pytest.mark.parametrize("n_classes", [9, 10, 37, 40])
 @pytest.mark.parametrize("dtype", DTYPES)

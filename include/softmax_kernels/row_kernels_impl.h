@@ -229,6 +229,8 @@ SK_INLINE void SK_NAME(sk_columns_to_rows)(const SK_REAL *columns, SK_REAL *rows
  * accumulators in sk_exp_row: spelled out, those calls ran 5-20% slower.) */
 #define SK_LANE_TREE(LEVEL) LEVEL(SK_ROW_LANES / 2) LEVEL(SK_ROW_LANES / 4) LEVEL(SK_ROW_LANES / 8) \
     LEVEL(SK_ROW_LANES / 16)
+/* (Four levels cover at most 16 lanes: a compile-time check, since sizeof is not known to #if.) */
+typedef char SK_NAME(sk_lane_tree_covers_the_lanes)[SK_ROW_LANES <= 16 ? 1 : -1];
 
 /* One chunk of sk_row_max. A NaN never wins a comparison; it is caught later because
  * exp(NaN - m) poisons T. Revisiting values (the overlapping last chunk) changes nothing. */
@@ -337,7 +339,9 @@ SK_INLINE void SK_NAME(sk_sum_level)(double *acc_a, SK_T_COUNT *acc_b, sk_index 
 
 /* e_k = exp(z_k - m) into e, and T; *far_out tells whether a finite logit lies more than
  * SK_EXTREME_GAP below m. The summation order is fixed by the code (not by the threads or
- * the instruction set), so the result depends on neither. */
+ * the instruction set), so the result does not depend on the threads. (Where the CPU has
+ * FMA, the compiler may fuse a multiply and an add, so the last bits may differ between
+ * instruction sets; the accuracy bound holds for each, tested by tools/isa_builds.sh.) */
 SK_INLINE double SK_NAME(sk_exp_row)(const SK_REAL *z, SK_REAL m, SK_REAL *e, sk_index n_classes,
                                      int extreme_rows_recomputed, int *far_out)
 {
@@ -847,7 +851,8 @@ SK_INLINE int SK_NAME(sk_is_short_sparse_call)(const sk_problem *pb)
 
 /* c per row (st.c: w without targets, c_excl + a_p with labels) and, where argmax is not
  * NULL, the arg-max p of sk_target_outputs: the label where it is a maximum, else the first
- * (blk->first_argmax, which sk_block_stats_columns fills for calls with Hv). */
+ * (blk->first_argmax, which sk_block_stats_columns fills for calls with Hv). With labels it
+ * uses blk->columns_sums as scratch, so no caller may keep anything there. */
 SK_INLINE void SK_NAME(sk_short_coefficients)(const sk_problem *pb, sk_index row_begin, sk_index n_rows,
                                               const sk_block *blk, double *coef, double *argmax)
 {

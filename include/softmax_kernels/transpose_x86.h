@@ -56,15 +56,16 @@ SK_INLINE int sk_have_avx512_transpose(void)
 
 #define SK_AVX512_INLINE SK_AVX512 static inline __attribute__((always_inline))
 
-/* One vector of a row that starts at p; only its `lanes` where the vector would pass `end`. */
+/* One vector of a row that starts at p; only its `lanes` where the vector would pass `end`
+ * (compared as a distance: a pointer past the array's end is not to be formed). */
 SK_AVX512_INLINE __m512 sk_load_row_ps(const float *p, const float *end, __mmask16 lanes)
 {
-    return p + 16 <= end ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps(lanes, p);
+    return end - p >= 16 ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps(lanes, p);
 }
 
 SK_AVX512_INLINE void sk_store_row_ps(float *p, const float *end, __mmask16 lanes, __m512 x)
 {
-    if (p + 16 <= end)
+    if (end - p >= 16)
         _mm512_storeu_ps(p, x);
     else
         _mm512_mask_storeu_ps(p, lanes, x);
@@ -72,12 +73,12 @@ SK_AVX512_INLINE void sk_store_row_ps(float *p, const float *end, __mmask16 lane
 
 SK_AVX512_INLINE __m512d sk_load_row_pd(const double *p, const double *end, __mmask8 lanes)
 {
-    return p + 8 <= end ? _mm512_loadu_pd(p) : _mm512_maskz_loadu_pd(lanes, p);
+    return end - p >= 8 ? _mm512_loadu_pd(p) : _mm512_maskz_loadu_pd(lanes, p);
 }
 
 SK_AVX512_INLINE void sk_store_row_pd(double *p, const double *end, __mmask8 lanes, __m512d x)
 {
-    if (p + 8 <= end)
+    if (end - p >= 8)
         _mm512_storeu_pd(p, x);
     else
         _mm512_mask_storeu_pd(p, lanes, x);

@@ -164,13 +164,13 @@ def run(plan):
     cdef sk_index n_blocks = (n_rows + block_rows - 1) // block_rows
     cdef int n_threads = min(thread_count(plan.num_threads, n_rows * max(n_classes, pb.hessian_width)),
                              max(1, n_blocks))
-    # Each thread's scratch starts on a 64-byte line (the kernels' SIMD loads then stay
-    # within lines: up to 5% faster at K = 10) and is padded to two lines (128 bytes, what
+    # Each thread's scratch starts on a pair of 64-byte lines (the kernels' SIMD loads then
+    # stay within lines: up to 5% faster at K = 10) and spans whole pairs (128 bytes, what
     # the adjacent-line prefetcher fetches), so that no two threads write the same lines.
     cdef sk_index scratch_width = (sk_scratch_doubles(n_classes) + 15) // 16 * 16
-    scratch = np.empty(n_threads * scratch_width + 8, dtype=np.float64)
+    scratch = np.empty(n_threads * scratch_width + 16, dtype=np.float64)
     cdef double *scratch_data = <double *>_data(scratch)
-    scratch_data += (64 - <size_t>scratch_data % 64) % 64 // sizeof(double)
+    scratch_data += (128 - <size_t>scratch_data % 128) % 128 // sizeof(double)
     cdef sk_block_fn block_fn = sk_block_function(op, is_double)
     cdef bint mean = plan.reduction == "mean"
     with nogil:
