@@ -525,7 +525,7 @@ SK_INLINE void SK_NAME(sk_block_stats_columns)(const sk_problem *pb, sk_index ro
         const unsigned char row_status = status[i] == SK_ROW_IGNORED ? SK_ROW_IGNORED : found;
         status[i] = row_status;
         block_max[i] = row_status == SK_ROW_IGNORED ? 0.0 : m;
-        block_sum_excl[i] = (row_status == SK_ROW_VALID) | (row_status == SK_ROW_EXTREME) ? sum_excl : 0.0;
+        block_sum_excl[i] = ((row_status == SK_ROW_VALID) | (row_status == SK_ROW_EXTREME)) ? sum_excl : 0.0;
     }
     if (want_strip)
         SK_NAME(sk_columns_to_rows)(columns, strip, n_rows, n_classes);
