@@ -8,9 +8,10 @@
 # reference and with exact values run against each build. These builds also stream every
 # output that can be streamed (-DSK_STREAM_MIN_BYTES=0: labels gradients and short-row Hv),
 # which a default build does only for outputs of 16 MiB and more on several threads, so
-# those tests cover that path too. They also leave out the AVX-512 transpositions of short
-# rows (-DSK_NO_AVX512_TRANSPOSE), which any build otherwise calls where the CPU has AVX-512F,
-# so that the element-wise transpositions that other CPUs run are tested here.
+# those tests cover that path too. The tile transpositions of short rows are chosen at run
+# time from the CPU, whatever the build's level; each build here keeps only the tiles a CPU
+# of its level would run (x86-64-v3: AVX2, -DSK_NO_AVX512_TRANSPOSE; below: the element-wise
+# loops, -DSK_NO_SIMD_TRANSPOSE), so that every path is tested on an AVX-512 machine.
 #
 # Usage:
 #   tools/isa_builds.sh                  # x86-64-v3 (AVX2) and x86-64 (SSE2)
@@ -47,7 +48,12 @@ for level in "${levels[@]}"; do
     rm -f "$probe"
     scratch_copy "isa_$level" ""
     echo "== isa_builds: building for -march=$level"
-    scratch_build "-DSK_NO_DISPATCH -DSK_STREAM_MIN_BYTES=0 -DSK_NO_AVX512_TRANSPOSE -march=$level" || { echo "isa_builds: build failed" >&2; exit 2; }
+    case "$level" in
+        x86-64-v4) tiles="" ;;
+        x86-64-v3) tiles="-DSK_NO_AVX512_TRANSPOSE" ;;
+        *) tiles="-DSK_NO_SIMD_TRANSPOSE" ;;
+    esac
+    scratch_build "-DSK_NO_DISPATCH -DSK_STREAM_MIN_BYTES=0 $tiles -march=$level" || { echo "isa_builds: build failed" >&2; exit 2; }
     simd="$(cd "$tree" && PYTHONPATH="$tree/src" SOFTMAX_KERNELS_BACKEND=compiled "$PYTHON" -c \
         'import softmax_kernels as sk; print(sk.show_config()["simd"])')" \
         || { echo "isa_builds: the $level build does not import" >&2; exit 2; }

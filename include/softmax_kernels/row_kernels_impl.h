@@ -155,9 +155,9 @@ SK_INLINE void SK_NAME(sk_columns_to_rows_k)(const SK_REAL *columns, SK_REAL *ro
             rows[i * n_classes + k] = columns[k * n_rows + i];
 }
 
-/* The two transpositions of a block of short rows. Where the CPU has AVX-512F and K is
- * large enough, whole tiles of rows go through registers (transpose_x86.h) and only the
- * block's last rows, fewer than a tile, are left. Those, and every row elsewhere, go
+/* The two transpositions of a block of short rows. Where the CPU has AVX-512F (or AVX2,
+ * for float) and K is large enough, whole tiles of rows go through registers
+ * (transpose_x86.h) and only the block's last rows are left. Those, and every row elsewhere, go
  * element-wise, compiled once per K <= 16 (SK_EACH_SHORT_K): with K a constant the
  * compiler unrolls the classes and, for K up to 4, shuffles whole vectors. (Measured on the
  * AVX-512 development machine, 10M float values through both in blocks of 2048: 2.2 ms,
@@ -166,9 +166,8 @@ SK_INLINE void SK_NAME(sk_rows_to_columns)(const SK_REAL *rows, SK_REAL *columns
                                            sk_index n_classes)
 {
     sk_index first = 0;
-#if SK_AVX512_TRANSPOSE
-    if (n_classes >= SK_NAME(SK_AVX512_TRANSPOSE_MIN_K) && sk_have_avx512_transpose())
-        first = SK_NAME(sk_rows_to_columns_avx512)(rows, columns, n_rows, n_classes);
+#if SK_TILE_TRANSPOSE
+    first = SK_NAME(sk_rows_to_columns_tiles)(rows, columns, n_rows, n_classes);
 #endif
     switch (n_classes) {
 #define SK_CASE(K) case K: SK_NAME(sk_rows_to_columns_k)(rows, columns, first, n_rows, K); break;
@@ -183,9 +182,8 @@ SK_INLINE void SK_NAME(sk_columns_to_rows)(const SK_REAL *columns, SK_REAL *rows
                                            sk_index n_classes)
 {
     sk_index first = 0;
-#if SK_AVX512_TRANSPOSE
-    if (n_classes >= SK_NAME(SK_AVX512_TRANSPOSE_MIN_K) && sk_have_avx512_transpose())
-        first = SK_NAME(sk_columns_to_rows_avx512)(columns, rows, n_rows, n_classes);
+#if SK_TILE_TRANSPOSE
+    first = SK_NAME(sk_columns_to_rows_tiles)(columns, rows, n_rows, n_classes);
 #endif
     switch (n_classes) {
 #define SK_CASE(K) case K: SK_NAME(sk_columns_to_rows_k)(columns, rows, first, n_rows, K); break;
