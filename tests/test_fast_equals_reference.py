@@ -122,9 +122,9 @@ def test_compiled_softmax_equals_reference(function, order, shape, dtype, rng):
 
 
 # Short rows (K <= 16) are transposed by loops compiled once per K (or in tiles of rows, on
-# AVX-512), and a block whose rows are all valid is written out whole: every K (and K = 17,
-# the first long one), with the first block holding bad rows and ties, and a later all-valid
-# block holding ties too.
+# AVX-512 or AVX2), and a block whose rows are all valid is written out whole: every K (and
+# K = 17, the first long one), with the first block holding bad rows and ties, and a later
+# all-valid block holding ties too.
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("n_classes", range(1, 18))
 def test_every_short_row_width_equals_reference(n_classes, dtype, rng):
@@ -154,8 +154,9 @@ def test_every_short_row_width_equals_reference(n_classes, dtype, rng):
 
 
 # The tiled transpositions of short rows load and store whole vectors that reach past a
-# row's end, masked where they would pass the block's: every count of rows around the tile
-# sizes (8 and 16), each output inside a larger buffer whose guard values must survive.
+# row's end, masked (AVX-512) or left to element-wise loops (AVX2) where they would pass the
+# block's: every count of rows around the tile sizes (8 and 16), each output inside a larger
+# buffer whose guard values must survive.
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("n_classes", range(1, 18))
 def test_short_rows_write_nothing_outside_their_output(n_classes, dtype, rng):
