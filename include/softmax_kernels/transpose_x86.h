@@ -193,50 +193,58 @@ SK_AVX512_INLINE sk_index sk_tiles_to_rows_ps(const float *columns, float *rows,
     return i0;
 }
 
-/* The same for doubles in tiles of 8 rows: classes 0-7 through one 8 x 8 transpose and,
- * for K > 8, classes 8-15 through a second. */
+/* The same for doubles in tiles of 8 rows, in halves of 8 classes (first = 0, and 8 for
+ * K > 8), each through an 8 x 8 transpose. The lanes of a half that are classes below K: */
+SK_AVX512_INLINE __mmask8 sk_half_lanes_pd(sk_index n_classes, sk_index first)
+{
+    const sk_index count = n_classes - first;
+    return (__mmask8)(count >= 8 ? 0xff : count <= 0 ? 0 : (1u << count) - 1);
+}
+
+/* Classes first .. first + 7 of the 8 rows from i0 into their columns. */
+SK_AVX512_INLINE void sk_half_to_columns_pd(const double *rows, double *columns, sk_index i0, sk_index n_rows,
+                                            sk_index n_classes, sk_index first)
+{
+    const double *end = rows + n_rows * n_classes;
+    const __mmask8 lanes = sk_half_lanes_pd(n_classes, first);
+    __m512d r[8];
+    for (int j = 0; j < 8; ++j)
+        r[j] = sk_load_row_pd(rows + (i0 + j) * n_classes + first, end, lanes);
+    sk_transpose8x8_pd(r);
+    for (sk_index k = first; k < n_classes && k < first + 8; ++k)
+        _mm512_storeu_pd(columns + k * n_rows + i0, r[k - first]);
+}
+
+/* Columns first .. first + 7 (zero past K) of the 8 rows from i0, transposed to rows. */
+SK_AVX512_INLINE void sk_half_from_columns_pd(const double *columns, sk_index i0, sk_index n_rows,
+                                              sk_index n_classes, sk_index first, __m512d r[8])
+{
+    for (int k = 0; k < 8; ++k)
+        r[k] = first + k < n_classes ? _mm512_loadu_pd(columns + (first + k) * n_rows + i0) : _mm512_setzero_pd();
+    sk_transpose8x8_pd(r);
+}
+
 SK_AVX512_INLINE sk_index sk_tiles_to_columns_pd(const double *rows, double *columns, sk_index n_rows,
                                                  sk_index n_classes)
 {
-    const __mmask8 low = (__mmask8)(n_classes >= 8 ? 0xff : (1u << n_classes) - 1);
-    const __mmask8 high = (__mmask8)(n_classes <= 8 ? 0 : (1u << (n_classes - 8)) - 1);
-    const double *end = rows + n_rows * n_classes;
     sk_index i0 = 0;
-    for (; i0 + 8 <= n_rows; i0 += 8) {
-        __m512d r[8], h[8];
-        for (int j = 0; j < 8; ++j)
-            r[j] = sk_load_row_pd(rows + (i0 + j) * n_classes, end, low);
-        sk_transpose8x8_pd(r);
-        for (sk_index k = 0; k < n_classes && k < 8; ++k)
-            _mm512_storeu_pd(columns + k * n_rows + i0, r[k]);
-        if (n_classes > 8) {
-            for (int j = 0; j < 8; ++j)
-                h[j] = sk_load_row_pd(rows + (i0 + j) * n_classes + 8, end, high);
-            sk_transpose8x8_pd(h);
-            for (sk_index k = 8; k < n_classes; ++k)
-                _mm512_storeu_pd(columns + k * n_rows + i0, h[k - 8]);
-        }
-    }
+    for (; i0 + 8 <= n_rows; i0 += 8)
+        for (sk_index first = 0; first < n_classes; first += 8)
+            sk_half_to_columns_pd(rows, columns, i0, n_rows, n_classes, first);
     return i0;
 }
 
 SK_AVX512_INLINE sk_index sk_tiles_to_rows_pd(const double *columns, double *rows, sk_index n_rows,
                                               sk_index n_classes)
 {
-    const __mmask8 low = (__mmask8)(n_classes >= 8 ? 0xff : (1u << n_classes) - 1);
-    const __mmask8 high = (__mmask8)(n_classes <= 8 ? 0 : (1u << (n_classes - 8)) - 1);
+    const __mmask8 low = sk_half_lanes_pd(n_classes, 0), high = sk_half_lanes_pd(n_classes, 8);
     const double *end = rows + n_rows * n_classes;
     sk_index i0 = 0;
     for (; i0 + 8 <= n_rows; i0 += 8) {
         __m512d r[8], h[8];
-        for (int k = 0; k < 8; ++k)
-            r[k] = k < n_classes ? _mm512_loadu_pd(columns + k * n_rows + i0) : _mm512_setzero_pd();
-        sk_transpose8x8_pd(r);
-        if (n_classes > 8) {
-            for (int k = 8; k < 16; ++k)
-                h[k - 8] = k < n_classes ? _mm512_loadu_pd(columns + k * n_rows + i0) : _mm512_setzero_pd();
-            sk_transpose8x8_pd(h);
-        }
+        sk_half_from_columns_pd(columns, i0, n_rows, n_classes, 0, r);
+        if (n_classes > 8)
+            sk_half_from_columns_pd(columns, i0, n_rows, n_classes, 8, h);
         for (int j = 0; j < 8; ++j) { /* in row order: see the top of this file */
             double *row = rows + (i0 + j) * n_classes;
             sk_store_row_pd(row, end, low, r[j]);
@@ -280,25 +288,34 @@ SK_AVX2_INLINE int sk_avx2_tile_fits(sk_index i0, sk_index n_rows, sk_index n_cl
     return i0 + 8 <= n_rows && (n_rows - (i0 + 7)) * n_classes >= (n_classes > 8 ? 16 : 8);
 }
 
+/* Classes first .. first + 7 of the 8 float rows from i0 into their columns, and back (as
+ * sk_half_to_columns_pd and sk_half_from_columns_pd, without masks). */
+SK_AVX2_INLINE void sk_half_to_columns_ps8(const float *rows, float *columns, sk_index i0, sk_index n_rows,
+                                           sk_index n_classes, sk_index first)
+{
+    __m256 r[8];
+    for (int j = 0; j < 8; ++j)
+        r[j] = _mm256_loadu_ps(rows + (i0 + j) * n_classes + first);
+    sk_transpose8x8_ps(r);
+    for (sk_index k = first; k < n_classes && k < first + 8; ++k)
+        _mm256_storeu_ps(columns + k * n_rows + i0, r[k - first]);
+}
+
+SK_AVX2_INLINE void sk_half_from_columns_ps8(const float *columns, sk_index i0, sk_index n_rows,
+                                             sk_index n_classes, sk_index first, __m256 r[8])
+{
+    for (int k = 0; k < 8; ++k)
+        r[k] = first + k < n_classes ? _mm256_loadu_ps(columns + (first + k) * n_rows + i0) : _mm256_setzero_ps();
+    sk_transpose8x8_ps(r);
+}
+
 SK_AVX2_INLINE sk_index sk_tiles_to_columns_ps8(const float *rows, float *columns, sk_index n_rows,
                                                 sk_index n_classes)
 {
     sk_index i0 = 0;
-    for (; sk_avx2_tile_fits(i0, n_rows, n_classes); i0 += 8) {
-        __m256 r[8], h[8];
-        for (int j = 0; j < 8; ++j)
-            r[j] = _mm256_loadu_ps(rows + (i0 + j) * n_classes);
-        sk_transpose8x8_ps(r);
-        for (sk_index k = 0; k < n_classes && k < 8; ++k)
-            _mm256_storeu_ps(columns + k * n_rows + i0, r[k]);
-        if (n_classes > 8) {
-            for (int j = 0; j < 8; ++j)
-                h[j] = _mm256_loadu_ps(rows + (i0 + j) * n_classes + 8);
-            sk_transpose8x8_ps(h);
-            for (sk_index k = 8; k < n_classes; ++k)
-                _mm256_storeu_ps(columns + k * n_rows + i0, h[k - 8]);
-        }
-    }
+    for (; sk_avx2_tile_fits(i0, n_rows, n_classes); i0 += 8)
+        for (sk_index first = 0; first < n_classes; first += 8)
+            sk_half_to_columns_ps8(rows, columns, i0, n_rows, n_classes, first);
     return i0;
 }
 
@@ -308,14 +325,9 @@ SK_AVX2_INLINE sk_index sk_tiles_to_rows_ps8(const float *columns, float *rows, 
     sk_index i0 = 0;
     for (; sk_avx2_tile_fits(i0, n_rows, n_classes); i0 += 8) {
         __m256 r[8], h[8];
-        for (int k = 0; k < 8; ++k)
-            r[k] = k < n_classes ? _mm256_loadu_ps(columns + k * n_rows + i0) : _mm256_setzero_ps();
-        sk_transpose8x8_ps(r);
-        if (n_classes > 8) {
-            for (int k = 8; k < 16; ++k)
-                h[k - 8] = k < n_classes ? _mm256_loadu_ps(columns + k * n_rows + i0) : _mm256_setzero_ps();
-            sk_transpose8x8_ps(h);
-        }
+        sk_half_from_columns_ps8(columns, i0, n_rows, n_classes, 0, r);
+        if (n_classes > 8)
+            sk_half_from_columns_ps8(columns, i0, n_rows, n_classes, 8, h);
         for (int j = 0; j < 8; ++j) { /* in row order: see the top of this file */
             float *row = rows + (i0 + j) * n_classes;
             _mm256_storeu_ps(row, r[j]);
