@@ -108,8 +108,9 @@ enum { SK_ROW_VALID = 0, SK_ROW_INVALID = 1, SK_ROW_IGNORED = 2, SK_ROW_EXTREME 
 
 /* Per-thread scratch of a block, carved out of one array of doubles. */
 typedef struct {
-    void *strip;           /* rows * K values of the kernel's real type: exp (long rows, softmax);
-                              short rows: flags, v columns or the assembled output */
+    void *strip;           /* rows * K values of the kernel's real type: exp (long rows, softmax,
+                              the Hessian of short rows); short rows: flags, v columns or the
+                              assembled output */
     void *row_work;        /* 3 K values of up to long double: e, s and -c s of one row */
     void *columns;         /* short rows: the block as columns, then the row max and min */
     double *columns_sums;  /* short rows: TwoSum accumulators, 2 per row */
