@@ -898,6 +898,23 @@ SK_INLINE void SK_NAME(sk_short_coefficients)(const sk_problem *pb, sk_index row
     }
 }
 
+/* s_k, -c s_k and the diagonal (c s_k)(1 - s_k) of one row for its first `count` classes,
+ * from its e, z, m, T and c. */
+SK_INLINE void SK_NAME(sk_hessian_factors)(const SK_REAL *e, const SK_REAL *z, sk_index count, double m,
+                                           double sum_excl, double c, double *s, double *minus_cs, double *diag)
+{
+    const double sum = 1.0 + sum_excl;
+    SK_SIMD
+    for (sk_index k = 0; k < count; ++k) {
+        const double e_k = (double)e[k];
+        /* 1 - s_k as sk_one_minus_s (one division: the same quotient either way) */
+        const double one_minus_s = ((double)z[k] == m ? sum_excl : sum - e_k) / sum;
+        s[k] = e_k / sum;
+        minus_cs[k] = -(c * s[k]);
+        diag[k] = (c * s[k]) * one_minus_s;
+    }
+}
+
 /* One segment of a row's Hessian (see sk_short_hessian_outputs): `lanes` values (a
  * constant) computed and stored from out on. */
 SK_INLINE void SK_NAME(sk_short_hessian_segment)(SK_REAL *out, sk_index j, int layout, sk_index lanes,
@@ -921,9 +938,10 @@ SK_INLINE void SK_NAME(sk_short_hessian_segment)(SK_REAL *out, sk_index j, int l
     }
 }
 
-/* One row's Hessian h (`width` values in the given layout) from its s, -c s (both padded
- * with zeros to 2 SK_SMALL_CLASSES) and diagonal, segment by segment (see
- * sk_short_hessian_outputs); `lanes` holds a segment that would pass the row's end.
+/* One row's Hessian h (`width` values in the given layout) from its s, -c s (2
+ * SK_SMALL_CLASSES lanes each; those past K hold values of no meaning) and diagonal,
+ * segment by segment (see sk_short_hessian_outputs); `lanes` holds a segment that would
+ * pass the row's end.
  * Segments of up to half SK_SMALL_CLASSES values take vectors of that many lanes: in cache
  * (a C driver of the kernels, packed upper) 25% faster at K = 8, 8-12% at K = 10 (both
  * dtypes), 5-8% at K = 12, 13 and 16 (float32); 8% slower at K = 6 (float32) and 6% at
@@ -963,31 +981,38 @@ SK_INLINE void SK_NAME(sk_short_hessian_outputs)(const sk_problem *pb, sk_index 
 {
     const sk_index n_classes = pb->n_classes, width = pb->hessian_width;
     double *coef = blk->row_values;
-    /* One row's s, -c s (padded with zeros for the lanes past K) and diagonal. */
+    /* One row's s, -c s and diagonal. The lanes past K hold zeros or values of no meaning
+     * (sk_hessian_factors below), which reach only output lanes that are overwritten or
+     * dropped; past SK_SMALL_CLASSES they stay zero. */
     double *s = blk->short_work, *minus_cs = s + 2 * SK_SMALL_CLASSES, *diag = minus_cs + 2 * SK_SMALL_CLASSES;
     SK_REAL *lanes = (SK_REAL *)(diag + SK_SMALL_CLASSES);
     SK_NAME(sk_short_coefficients)(pb, row_begin, n_rows, blk, coef, NULL);
     for (sk_index k = 0; k < 2 * SK_SMALL_CLASSES; ++k)
         s[k] = minus_cs[k] = 0.0;
+    SK_NAME(sk_fill)((SK_REAL *)blk->strip + n_rows * n_classes, SK_SMALL_CLASSES, 0.0); /* the strip's tail */
     for (sk_index i = 0; i < n_rows; ++i) {
         if (blk->status[i] != SK_ROW_VALID)
             continue;
         const sk_index row = row_begin + i;
         const SK_REAL *z = SK_CROW(pb->z, row, n_classes);
-        const double sum_excl = blk->sum_excl[i], sum = 1.0 + sum_excl, c = coef[i], m = blk->row_max[i];
+        const double sum_excl = blk->sum_excl[i], c = coef[i], m = blk->row_max[i];
         /* e as a row of the strip (sk_target_block asks for it), not K values a column
          * apart: those were gathered one by one, and the float32 Hessian took 3-10% longer
          * (K = 10 to 16). */
         const SK_REAL *e_row = (const SK_REAL *)blk->strip + i * n_classes;
-        SK_SIMD
-        for (sk_index k = 0; k < n_classes; ++k) {
-            const double e_k = (double)e_row[k];
-            /* 1 - s_k as sk_one_minus_s (one division: the same quotient either way) */
-            const double one_minus_s = ((double)z[k] == m ? sum_excl : sum - e_k) / sum;
-            s[k] = e_k / sum;
-            minus_cs[k] = -(c * s[k]);
-            diag[k] = (c * s[k]) * one_minus_s;
-        }
+        /* All SK_SMALL_CLASSES lanes at once where they stay inside z (every row but the
+         * array's last one or few): the lanes past K read the next row's values and the
+         * strip's zeroed tail, and land in output lanes that are overwritten or dropped.
+         * With K as the count, the classes past the last whole vector were written as
+         * scalars, which the segments' vector loads then waited for (a store that does not
+         * cover a load is not forwarded to it), and divisions ran as scalar code. In cache
+         * (a C driver of the kernels), the Hessian took 35-70% longer at K = 4 to 7, 6-23%
+         * at K = 9 to 15 (both dtypes); K = 8 and 16 (float32), with no class left over,
+         * lost 7-10%, which was not pursued. */
+        if ((row + 1) * n_classes + (SK_SMALL_CLASSES - n_classes) <= pb->n_rows * n_classes)
+            SK_NAME(sk_hessian_factors)(e_row, z, SK_SMALL_CLASSES, m, sum_excl, c, s, minus_cs, diag);
+        else
+            SK_NAME(sk_hessian_factors)(e_row, z, n_classes, m, sum_excl, c, s, minus_cs, diag);
         if (pb->hessian_diagonal) {
             SK_REAL *hd = SK_ROW(pb->hessian_diagonal, row, n_classes);
             for (sk_index k = 0; k < n_classes; ++k)
