@@ -973,7 +973,8 @@ SK_INLINE void SK_NAME(sk_short_hessian_row)(SK_REAL *h, sk_index n_classes, sk_
 
 /* The Hessian (any layout) and its diagonal, row by row with fixed-width vectors: the part
  * of a row's layout that holds matrix column j (a segment: see sk_write_hessian) is
- * computed as SK_SMALL_CLASSES lanes and stored whole. Lanes past the segment's end land
+ * computed as SK_SMALL_CLASSES lanes, or half as many where it fits, and stored whole.
+ * The row's exp values come from the strip. Lanes past the segment's end land
  * on later segments of the same row, which are stored afterwards; only segments that would
  * reach past the row's end are stored element by element. */
 SK_INLINE void SK_NAME(sk_short_hessian_outputs)(const sk_problem *pb, sk_index row_begin, sk_index n_rows,
