@@ -990,7 +990,6 @@ SK_INLINE void SK_NAME(sk_short_hessian_outputs)(const sk_problem *pb, sk_index 
     SK_NAME(sk_short_coefficients)(pb, row_begin, n_rows, blk, coef, NULL);
     for (sk_index k = 0; k < 2 * SK_SMALL_CLASSES; ++k)
         s[k] = minus_cs[k] = 0.0;
-    SK_NAME(sk_fill)((SK_REAL *)blk->strip + n_rows * n_classes, SK_SMALL_CLASSES, 0.0); /* the strip's tail */
     for (sk_index i = 0; i < n_rows; ++i) {
         if (blk->status[i] != SK_ROW_VALID)
             continue;
@@ -1001,16 +1000,17 @@ SK_INLINE void SK_NAME(sk_short_hessian_outputs)(const sk_problem *pb, sk_index 
          * apart: those were gathered one by one, and the float32 Hessian took 3-10% longer
          * (K = 10 to 16). */
         const SK_REAL *e_row = (const SK_REAL *)blk->strip + i * n_classes;
-        /* All SK_SMALL_CLASSES lanes at once where they stay inside the block's logits
-         * (every row but its last one or few; not the next block's, which another thread may
-         * be overwriting with its gradient): the lanes past K read the next row's values and
-         * the strip's zeroed tail, and land in output lanes that are overwritten or dropped.
+        /* All SK_SMALL_CLASSES lanes at once where they stay inside the block's logits and
+         * exp values (every row but its last one or few; not the next block's logits, which
+         * another thread may be overwriting with its gradient): the lanes past K read the next
+         * row's values and land in output lanes that are overwritten or dropped.
          * With K as the count, the classes past the last whole vector were written as
          * scalars, which the segments' vector loads then waited for (a store that does not
          * cover a load is not forwarded to it), and divisions ran as scalar code. In cache
          * (a C driver of the kernels), the Hessian took 35-70% longer at K = 4 to 7, 6-23%
          * at K = 9 to 15 (both dtypes); K = 8 and 16 (float32), with no class left over,
-         * lost 7-10%, which was not pursued. */
+         * lost 7-10%, which was not pursued. The test is i K + 16 <= n_rows K, spelled with
+         * the row: spelled with i, GCC 12 compiled float64 calls 15-20% slower. */
         if ((row + 1) * n_classes + (SK_SMALL_CLASSES - n_classes) <= (row_begin + n_rows) * n_classes)
             SK_NAME(sk_hessian_factors)(e_row, z, SK_SMALL_CLASSES, m, sum_excl, c, s, minus_cs, diag);
         else
