@@ -141,7 +141,8 @@ def test_every_short_row_width_equals_reference(n_classes, dtype, rng):
         z[row, [0, -1]] = z[row].max() + 1
         y[row] = n_classes - 1 if row % 2 == 0 else n_classes // 2
     kwargs = {"ignore_index": -100}
-    cases = [("loss_gradient", (z, y), kwargs), ("hessian", (z, y), kwargs),
+    cases = [("loss_gradient", (z, y), kwargs), ("hessian", (z, y), kwargs), ("hessian", (z, None), {}),
+             *[("hessian", (z, y), {**kwargs, "layout": layout}) for layout in ("packed_lower", "full")],
              ("hessian_vector_product", (z, v, y), kwargs), ("hessian_diagonal", (z, y), kwargs),
              ("hessian_diagonal", (z, None), {}), ("softmax", (z,), {}), ("log_softmax", (z,), {})]
     for name, args, options in cases:
@@ -155,27 +156,36 @@ def test_every_short_row_width_equals_reference(n_classes, dtype, rng):
 
 # The tiled transpositions of short rows load and store whole vectors that reach past a
 # row's end, masked (AVX-512) or left to element-wise loops (AVX2) where they would pass the
-# block's: every count of rows around the tile sizes (8 and 16), each output inside a larger
-# buffer whose guard values must survive.
+# block's, and the Hessian's tiles (16 float32 or 8 float64 rows) spill into room of their
+# own: every count of rows around the tile sizes, each output inside a larger buffer whose
+# guard values must survive.
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("n_classes", range(1, 18))
 def test_short_rows_write_nothing_outside_their_output(n_classes, dtype, rng):
     guard = 20
+    packed = n_classes * (n_classes + 1) // 2
     for n_rows in range(1, 36):
         z = (3 * rng.standard_normal((n_rows, n_classes))).astype(dtype)
         y = rng.integers(0, n_classes, n_rows)
         v = rng.standard_normal((n_rows, n_classes)).astype(dtype)
-        calls = {
-            "gradient": lambda out: sk.loss_gradient(z, y, grad_out=out)[1],
-            "hessian_vector_product": lambda out: sk.hessian_vector_product(z, v, out=out),
-            "hessian_diagonal": lambda out: sk.hessian_diagonal(z, y, out=out),
-            "softmax": lambda out: sk.softmax(z, out=out),
+        calls = {  # name: (call, output shape, the reference's result)
+            "gradient": (lambda out: sk.loss_gradient(z, y, grad_out=out)[1], (n_rows, n_classes),
+                         lambda: reference.gradient(z, y)),
+            "hessian_vector_product": (lambda out: sk.hessian_vector_product(z, v, out=out), (n_rows, n_classes),
+                                       lambda: reference.hessian_vector_product(z, v)),
+            "hessian_diagonal": (lambda out: sk.hessian_diagonal(z, y, out=out), (n_rows, n_classes),
+                                 lambda: reference.hessian_diagonal(z, y)),
+            "softmax": (lambda out: sk.softmax(z, out=out), (n_rows, n_classes), lambda: reference.softmax(z)),
+            "hessian": (lambda out: sk.hessian(z, y, out=out), (n_rows, packed), lambda: reference.hessian(z, y)),
+            "hessian_lower": (lambda out: sk.hessian(z, y, layout="packed_lower", out=out), (n_rows, packed),
+                              lambda: reference.hessian(z, y, layout="packed_lower")),
+            "hessian_full": (lambda out: sk.hessian(z, y, layout="full", out=out), (n_rows, n_classes, n_classes),
+                             lambda: reference.hessian(z, y, layout="full")),
         }
-        for name, call in calls.items():
-            buffer = np.full(n_rows * n_classes + 2 * guard, 7.0, dtype)
-            out = buffer[guard:-guard].reshape(n_rows, n_classes)
-            args = (z, v) if name == "hessian_vector_product" else (z, y) if name != "softmax" else (z,)
-            assert_close_ulps(call(out), getattr(reference, name)(*args), dtype)
+        for name, (call, shape, want) in calls.items():
+            buffer = np.full(int(np.prod(shape)) + 2 * guard, 7.0, dtype)
+            out = buffer[guard:-guard].reshape(shape)
+            assert_close_ulps(call(out), want(), dtype)
             assert (buffer[:guard] == 7).all() and (buffer[-guard:] == 7).all(), (name, n_rows)
 
 

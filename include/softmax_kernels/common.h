@@ -48,6 +48,14 @@ enum { SK_LAYOUT_PACKED_UPPER = 0, SK_LAYOUT_PACKED_LOWER = 1, SK_LAYOUT_FULL = 
 #define SK_PREFETCH_WRITE(address) ((void)(address))
 #endif
 
+/* Asks for the 64-byte lines of [from, from + bytes) for writing. */
+static inline void sk_prefetch_lines_for_writing(const void *from, size_t bytes)
+{
+    const uintptr_t end = (uintptr_t)from + bytes;
+    for (uintptr_t line = (uintptr_t)from / 64 * 64; line < end; line += 64)
+        SK_PREFETCH_WRITE((const char *)line);
+}
+
 /* Large outputs written by threads of a team are written block by block with non-temporal
  * (streaming) stores from an L1-resident copy: the gradient of a labels call (without
  * smoothing) and the Hv of short rows, from blocks whose rows are all valid, when the
@@ -115,7 +123,7 @@ typedef struct {
     void *columns;         /* short rows: the block as columns, then the row max and min */
     double *columns_sums;  /* short rows: TwoSum accumulators, 2 per row */
     double *row_values;    /* SK_ROW_VALUES arrays of one value per row, for the outputs */
-    double *short_work;    /* short rows: one row's Hessian factors (sk_short_hessian_outputs) */
+    double *short_work;    /* short rows: the Hessian's factors (sk_short_hessian_outputs) */
     double *row_max;       /* per row of the block */
     double *first_argmax;  /* short rows with Hv: the first class at the row max, as a double */
     double *sum_excl;      /* T per row */
@@ -143,13 +151,16 @@ static inline sk_index sk_round8(sk_index n)
     return (n + 7) / 8 * 8;
 }
 
+/* The short-row Hessian's factors (3 K values of up to 16 rows), tile (up to K^2 + 15
+ * output columns of 64 bytes: 16 floats or 8 doubles) and the group's rows (as many
+ * values, and one vector more); see sk_short_hessian_outputs. */
 static inline sk_index sk_short_work_doubles(sk_index n_classes)
 {
-    return n_classes <= SK_SMALL_CLASSES ? 6 * SK_SMALL_CLASSES : 0; /* s, -c s (padded), diag, a segment */
+    return n_classes <= SK_SMALL_CLASSES ? 3 * 16 * n_classes + 2 * 8 * (n_classes * n_classes + 16) : 0;
 }
 
 /* Unused doubles between the strip and the regions after it. Found by measurement, not
- * derived: without them, the short-row Hessian (which reads exp values from the strip and
+ * derived: without them, the row-by-row short-row Hessian (which reads exp values from the strip and
  * stores each row's factors into short_work) ran 7-20% slower in cache at K = 10 and 13,
  * likely from loads that falsely alias earlier stores (addresses equal modulo 4096). */
 #define SK_STRIP_GAP 16

@@ -51,6 +51,8 @@
 #error "row_kernels_impl.h is included by kernels.h only"
 #endif
 
+/* The rows of a group of the short-row Hessian: one 64-byte vector of values. */
+#define SK_HESSIAN_GROUP (64 / (sk_index)sizeof(SK_REAL))
 #define SK_ROW(ptr, row, width) ((SK_REAL *)(ptr) + (sk_index)(row) * (width))
 #define SK_CROW(ptr, row, width) ((const SK_REAL *)(ptr) + (sk_index)(row) * (width))
 /* exp(z - m) for the statistics: target calls recompute extreme rows (span > SK_EXTREME_GAP)
@@ -148,6 +150,29 @@ SK_INLINE void SK_NAME(sk_stream_copy)(SK_REAL *dst, const SK_REAL *src, sk_inde
     memcpy(dst, src, (size_t)n * sizeof(SK_REAL));
 #endif
 }
+
+#if SK_TILE_TRANSPOSE
+/* Where the CPU has AVX-512 (transpose_x86.h), the Hessian of short rows is computed in
+ * tiles (sk_short_hessian_tiles) unless its rows are longer than this. Measured on the
+ * AVX-512 development machine, one thread, 100k rows, packed upper, against the row-by-row
+ * kernels (Python, the output written again and again): float32 2.5-2.7 -> 1.6-1.7 ms at
+ * K = 10, 1.4-1.5 -> 0.6 at K = 4, 3.1-3.3 -> 2.0-2.2 at K = 12, 3.9 -> 2.9-3.0 at K = 14,
+ * even at K = 16 (width 136); float64 3.4-3.7 -> 2.7-3.3 ms at K = 10, 2.6 -> 2.0-2.1 at
+ * K = 8, 4.3-4.4 -> 4.0-4.1 at K = 12 (width 78), even at K = 14 and 6.0-6.8 -> 6.5-8.3 ms
+ * at K = 16. Without AVX-512 the tiles were transposed element by element and lost from
+ * K = 10 on (10-70%), so the rows stay there. */
+#define SK_HESSIAN_TILE_MAX_WIDTH (SK_IS_DOUBLE ? 78 : 120)
+SK_INLINE int SK_NAME(sk_hessian_in_tiles)(const sk_problem *pb)
+{
+    return pb->hessian && pb->hessian_width <= SK_HESSIAN_TILE_MAX_WIDTH && sk_have_avx512_tiles();
+}
+#else
+SK_INLINE int SK_NAME(sk_hessian_in_tiles)(const sk_problem *pb)
+{
+    (void)pb;
+    return 0;
+}
+#endif
 
 /* ---- short rows as columns ------------------------------------------------------------------ */
 
@@ -498,7 +523,7 @@ SK_INLINE void SK_NAME(sk_block_stats_columns)(const sk_problem *pb, sk_index ro
             row_min[i] = finite_or_inf < row_min[i] ? finite_or_inf : row_min[i];
         }
     }
-    if (pb->hessian_diagonal && !pb->hessian) { /* for sk_short_diagonal_outputs: z_k = m, as 1 or 0 */
+    if ((pb->hessian_diagonal && !pb->hessian) || SK_NAME(sk_hessian_in_tiles)(pb)) { /* z_k = m, as 1 or 0 */
         SK_REAL *at_max = strip;
         for (sk_index k = 0; k < n_classes; ++k) {
             const SK_REAL *col = columns + k * n_rows;
@@ -898,24 +923,30 @@ SK_INLINE void SK_NAME(sk_short_coefficients)(const sk_problem *pb, sk_index row
     }
 }
 
+/* s_k, -c s_k and the diagonal (c s_k)(1 - s_k) of one row and class, from e_k, whether
+ * z_k = m, T and c: the formulas of sk_write_hessian, 1 - s_k as sk_one_minus_s (one
+ * division: the same quotient either way). */
+SK_INLINE void SK_NAME(sk_short_factors)(double e_k, int at_max, double sum_excl, double c, double *s,
+                                         double *minus_cs, double *diag)
+{
+    const double sum = 1.0 + sum_excl;
+    const double one_minus_s = (at_max ? sum_excl : sum - e_k) / sum;
+    *s = e_k / sum;
+    *minus_cs = -(c * *s);
+    *diag = (c * *s) * one_minus_s;
+}
+
 /* s_k, -c s_k and the diagonal (c s_k)(1 - s_k) of one row for its first `count` classes,
  * from its e, z, m, T and c. */
 SK_INLINE void SK_NAME(sk_hessian_factors)(const SK_REAL *e, const SK_REAL *z, sk_index count, double m,
                                            double sum_excl, double c, double *s, double *minus_cs, double *diag)
 {
-    const double sum = 1.0 + sum_excl;
     SK_SIMD
-    for (sk_index k = 0; k < count; ++k) {
-        const double e_k = (double)e[k];
-        /* 1 - s_k as sk_one_minus_s (one division: the same quotient either way) */
-        const double one_minus_s = ((double)z[k] == m ? sum_excl : sum - e_k) / sum;
-        s[k] = e_k / sum;
-        minus_cs[k] = -(c * s[k]);
-        diag[k] = (c * s[k]) * one_minus_s;
-    }
+    for (sk_index k = 0; k < count; ++k)
+        SK_NAME(sk_short_factors)((double)e[k], (double)z[k] == m, sum_excl, c, &s[k], &minus_cs[k], &diag[k]);
 }
 
-/* One segment of a row's Hessian (see sk_short_hessian_outputs): `lanes` values (a
+/* One segment of a row's Hessian (see sk_short_hessian_rows): `lanes` values (a
  * constant) computed and stored from out on. */
 SK_INLINE void SK_NAME(sk_short_hessian_segment)(SK_REAL *out, sk_index j, int layout, sk_index lanes,
                                                  const double *s, const double *minus_cs)
@@ -940,7 +971,7 @@ SK_INLINE void SK_NAME(sk_short_hessian_segment)(SK_REAL *out, sk_index j, int l
 
 /* One row's Hessian h (`width` values in the given layout) from its s, -c s (2
  * SK_SMALL_CLASSES lanes each; those past K hold values of no meaning) and diagonal,
- * segment by segment (see sk_short_hessian_outputs); `lanes` holds a segment that would
+ * segment by segment (see sk_short_hessian_rows); `lanes` holds a segment that would
  * pass the row's end.
  * Segments of up to half SK_SMALL_CLASSES values take vectors of that many lanes: in cache
  * (a C driver of the kernels, packed upper) 25% faster at K = 8, 8-12% at K = 10 (both
@@ -971,14 +1002,15 @@ SK_INLINE void SK_NAME(sk_short_hessian_row)(SK_REAL *h, sk_index n_classes, sk_
     }
 }
 
-/* The Hessian (any layout) and its diagonal, row by row with fixed-width vectors: the part
+/* The Hessian (any layout) and its diagonal, row by row (where the tiles of
+ * sk_short_hessian_tiles do not run) with fixed-width vectors: the part
  * of a row's layout that holds matrix column j (a segment: see sk_write_hessian) is
  * computed as SK_SMALL_CLASSES lanes, or half as many where it fits, and stored whole.
  * The row's exp values come from the strip. Lanes past the segment's end land
  * on later segments of the same row, which are stored afterwards; only segments that would
  * reach past the row's end are stored element by element. */
-SK_INLINE void SK_NAME(sk_short_hessian_outputs)(const sk_problem *pb, sk_index row_begin, sk_index n_rows,
-                                                 const sk_block *blk)
+SK_INLINE void SK_NAME(sk_short_hessian_rows)(const sk_problem *pb, sk_index row_begin, sk_index n_rows,
+                                              const sk_block *blk)
 {
     const sk_index n_classes = pb->n_classes, width = pb->hessian_width;
     double *coef = blk->row_values;
@@ -1034,6 +1066,84 @@ SK_INLINE void SK_NAME(sk_short_hessian_outputs)(const sk_problem *pb, sk_index 
     }
 }
 
+#if SK_TILE_TRANSPOSE
+/* How many groups ahead the tiles ask for the output's lines: the rows of a group are
+ * stored as one copy, which otherwise waited on memory for the lines it wrote (a C driver
+ * of the kernels, 100k x 10, output evicted between calls: float32 1.8 ms without the
+ * requests, 1.5-1.6 ms with them; float64 3.3 and 2.4-2.7 ms). */
+#define SK_HESSIAN_AHEAD 3
+
+/* out[u * G + t] = fixed[t] * vectors[u * G + t], u < count: columns of a Hessian tile. */
+SK_INLINE void SK_NAME(sk_tile_products)(SK_REAL *out, const double *fixed, const double *vectors, sk_index count)
+{
+    for (sk_index u = 0; u < count; ++u) {
+        SK_SIMD
+        for (sk_index t = 0; t < SK_HESSIAN_GROUP; ++t)
+            out[u * SK_HESSIAN_GROUP + t] = (SK_REAL)(fixed[t] * vectors[u * SK_HESSIAN_GROUP + t]);
+    }
+}
+
+/* The Hessian (any layout) of a block of short rows, a group of G = SK_HESSIAN_GROUP rows
+ * at a time, every step across the group's rows (one SIMD lane per row): the factors s,
+ * -c s and the diagonal of each class as vectors of the group, from the exp columns and
+ * the flags z_k = m that the statistics leave in the strip; then each position of the
+ * layout (H_ab = -(c s_max(a,b)) s_min(a,b), or the diagonal) as one column of a tile; the
+ * tile transposed into the group's rows (sk_hessian_tile_avx512_f/_d) and those copied out
+ * in one piece. Row by row, lanes past K went to waste (6 of 16 at K = 10) and each part of
+ * a row's layout was a store of its own. The whole block is written: rows other than valid
+ * ones are written again afterwards. */
+SK_INLINE void SK_NAME(sk_short_hessian_tiles)(const sk_problem *pb, sk_index row_begin, sk_index n_rows,
+                                               const sk_block *blk)
+{
+    enum { G = SK_HESSIAN_GROUP };
+    const sk_index n_classes = pb->n_classes, width = pb->hessian_width;
+    const SK_REAL *e = (const SK_REAL *)blk->columns;    /* e[k * n_rows + i] */
+    const SK_REAL *at_max = (const SK_REAL *)blk->strip; /* z_k = m, as 1 or 0, likewise */
+    const double *sum_excl = blk->sum_excl;
+    double *coef = blk->row_values;
+    double *s = blk->short_work, *minus_cs = s + n_classes * G, *diag = minus_cs + n_classes * G;
+    SK_REAL *tile = (SK_REAL *)(diag + n_classes * G);        /* tile[q * G + t], whole chunks of G */
+    SK_REAL *group_rows = tile + (width + G - 1) / G * G * G; /* and G - 1 values of room */
+    SK_NAME(sk_short_coefficients)(pb, row_begin, n_rows, blk, coef, NULL);
+    /* A last, partial group computes lanes past the block's rows from scratch values of no
+     * meaning (inside the scratch: blocks of short rows have a multiple of G rows, and only
+     * a call's last block has fewer); only its rows are copied out. */
+    for (sk_index g0 = 0; g0 < n_rows; g0 += G) {
+        for (sk_index k = 0; k < n_classes; ++k) {
+            const sk_index col = k * n_rows + g0;
+            SK_SIMD
+            for (sk_index t = 0; t < G; ++t)
+                SK_NAME(sk_short_factors)((double)e[col + t], at_max[col + t] != (SK_REAL)0, sum_excl[g0 + t],
+                                          coef[g0 + t], &s[k * G + t], &minus_cs[k * G + t], &diag[k * G + t]);
+        }
+        /* The layout's part for matrix column j (a segment: see sk_write_hessian) holds
+         * H[a][j] for a below j (upper and full), the diagonal, then for a above j (lower and
+         * full); the segments follow one another. */
+        SK_REAL *out = tile;
+        for (sk_index j = 0; j < n_classes; ++j) {
+            const sk_index below = pb->layout == SK_LAYOUT_PACKED_LOWER ? 0 : j;
+            const sk_index above = pb->layout == SK_LAYOUT_PACKED_UPPER ? 0 : n_classes - 1 - j;
+            SK_NAME(sk_tile_products)(out, minus_cs + j * G, s, below);
+            out += below * G;
+            SK_SIMD
+            for (sk_index t = 0; t < G; ++t)
+                out[t] = (SK_REAL)diag[j * G + t];
+            out += G;
+            SK_NAME(sk_tile_products)(out, s + j * G, minus_cs + (j + 1) * G, above);
+            out += above * G;
+        }
+        const sk_index ahead = row_begin + g0 + SK_HESSIAN_AHEAD * G;
+        if (ahead < pb->n_rows)
+            sk_prefetch_lines_for_writing(SK_ROW(pb->hessian, ahead, width),
+                                          (size_t)((pb->n_rows - ahead < G ? pb->n_rows - ahead : G) * width) *
+                                              sizeof(SK_REAL));
+        const sk_index rows = n_rows - g0 < G ? n_rows - g0 : G;
+        SK_NAME(sk_hessian_tile_avx512)(tile, group_rows, width);
+        memcpy(SK_ROW(pb->hessian, row_begin + g0, width), group_rows, (size_t)(rows * width) * sizeof(SK_REAL));
+    }
+}
+#endif
+
 /* The Hessian diagonal without the Hessian, H_kk = (c s_k)(1 - s_k) with the formulas of
  * sk_short_hessian_outputs, computed across the block's rows one class at a time and
  * transposed out: the strip holds whether z_k = m (from sk_block_stats_columns), which it
@@ -1052,15 +1162,31 @@ SK_INLINE void SK_NAME(sk_short_diagonal_outputs)(const sk_problem *pb, sk_index
         SK_REAL *diag_col = diag + k * n_rows;
         SK_SIMD
         for (sk_index i = 0; i < n_rows; ++i) {
-            const double e_k = (double)e_col[i], sum = 1.0 + sum_excl[i];
-            const double one_minus_s = (diag_col[i] != (SK_REAL)0 ? sum_excl[i] : sum - e_k) / sum;
-            const double s_k = e_k / sum;
-            diag_col[i] = (SK_REAL)((coef[i] * s_k) * one_minus_s);
+            double s_k, minus_cs_k, diag_k;
+            SK_NAME(sk_short_factors)((double)e_col[i], diag_col[i] != (SK_REAL)0, sum_excl[i], coef[i], &s_k,
+                                      &minus_cs_k, &diag_k);
+            diag_col[i] = (SK_REAL)diag_k;
         }
     }
     /* The output never shares memory with z, and rows other than valid ones are written
      * again afterwards, so the whole block is transposed out. */
     SK_NAME(sk_columns_to_rows)(diag, SK_ROW(pb->hessian_diagonal, row_begin, n_classes), n_rows, n_classes);
+}
+
+/* The Hessian of short rows, and its diagonal with it where that is asked for too: in tiles
+ * where the CPU has AVX-512, else row by row. */
+SK_INLINE void SK_NAME(sk_short_hessian_outputs)(const sk_problem *pb, sk_index row_begin, sk_index n_rows,
+                                                 const sk_block *blk)
+{
+#if SK_TILE_TRANSPOSE
+    if (SK_NAME(sk_hessian_in_tiles)(pb)) {
+        SK_NAME(sk_short_hessian_tiles)(pb, row_begin, n_rows, blk);
+        if (pb->hessian_diagonal) /* after the Hessian: it overwrites the flags z_k = m */
+            SK_NAME(sk_short_diagonal_outputs)(pb, row_begin, n_rows, blk);
+        return;
+    }
+#endif
+    SK_NAME(sk_short_hessian_rows)(pb, row_begin, n_rows, blk);
 }
 
 /* Hv, with v transposed like z. */
@@ -1161,7 +1287,7 @@ SK_DISPATCH static void SK_NAME(sk_target_block)(const sk_problem *pb, sk_index 
     const int columns = SK_NAME(sk_is_short_sparse_call)(pb);
     const int label_rows = !columns && pb->n_classes > SK_SMALL_CLASSES && SK_NAME(sk_is_label_call)(pb);
     SK_NAME(sk_block_stats)(pb, row_begin, n_rows, &blk, pb->row_loss != NULL, 1,
-                            !columns || pb->hessian); /* the Hessian of short rows reads e as rows */
+                            !columns || (pb->hessian && !SK_NAME(sk_hessian_in_tiles)(pb))); /* e as rows */
     if (columns) {
         if (pb->hessian)
             SK_NAME(sk_short_hessian_outputs)(pb, row_begin, n_rows, &blk);
@@ -1236,6 +1362,9 @@ static double SK_NAME(sk_mean_denominator)(const sk_problem *pb, sk_index n_rows
 }
 
 #undef SK_ROW
+#undef SK_HESSIAN_GROUP
+#undef SK_HESSIAN_TILE_MAX_WIDTH
+#undef SK_HESSIAN_AHEAD
 #undef SK_CROW
 #undef SK_EXP_ROW
 #undef SK_EXTREME_GAP

@@ -255,6 +255,29 @@ SK_AVX512_INLINE sk_index sk_tiles_to_rows_pd(const double *columns, double *row
     return i0;
 }
 
+/* The tiles of the short-row Hessian (sk_short_hessian_outputs): rows[i * width + q] =
+ * tile[q * G + i] for the group's G rows (G = 16 floats or 8 doubles), where the tile
+ * holds the group's outputs as columns, G to a vector, padded to a whole number of chunks
+ * of G columns. Each chunk goes through one in-register transpose. The chunks go from the
+ * last to the first, so that the vector a row's partial last chunk spills into the next
+ * row's first chunk is overwritten when that chunk is stored; the last row's spill needs
+ * G - 1 values of room past the rows. */
+#define SK_HESSIAN_TILE(name, real, vector, G, transpose, load, store)                                 \
+    SK_AVX512 static void name(const real *tile, real *rows, sk_index width)                            \
+    {                                                                                                  \
+        for (sk_index q0 = (width - 1) / G * G; q0 >= 0; q0 -= G) {                                    \
+            vector r[G];                                                                               \
+            for (int t = 0; t < G; ++t)                                                                \
+                r[t] = load(tile + (q0 + t) * G);                                                      \
+            transpose(r);                                                                              \
+            for (sk_index i = 0; i < G; ++i) /* in row order */                                        \
+                store(rows + i * width + q0, r[i]);                                                    \
+        }                                                                                              \
+    }
+SK_HESSIAN_TILE(sk_hessian_tile_avx512_f, float, __m512, 16, sk_transpose16x16_ps, _mm512_loadu_ps, _mm512_storeu_ps)
+SK_HESSIAN_TILE(sk_hessian_tile_avx512_d, double, __m512d, 8, sk_transpose8x8_pd, _mm512_loadu_pd, _mm512_storeu_pd)
+#undef SK_HESSIAN_TILE
+
 #define SK_AVX2_INLINE SK_AVX2 static inline __attribute__((always_inline))
 
 /* In-register transpose of the 8 x 8 floats r[0..7], in the three stages of
