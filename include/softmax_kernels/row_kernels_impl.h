@@ -1076,10 +1076,11 @@ SK_INLINE void SK_NAME(sk_short_hessian_rows)(const sk_problem *pb, sk_index row
 /* out[u * G + t] = fixed[t] * vectors[u * G + t], u < count: columns of a Hessian tile. */
 SK_INLINE void SK_NAME(sk_tile_products)(SK_REAL *out, const double *fixed, const double *vectors, sk_index count)
 {
-    for (sk_index u = 0; u < count; ++u) {
+    for (const double *end = vectors + count * SK_HESSIAN_GROUP; vectors < end;
+         vectors += SK_HESSIAN_GROUP, out += SK_HESSIAN_GROUP) {
         SK_SIMD
         for (sk_index t = 0; t < SK_HESSIAN_GROUP; ++t)
-            out[u * SK_HESSIAN_GROUP + t] = (SK_REAL)(fixed[t] * vectors[u * SK_HESSIAN_GROUP + t]);
+            out[t] = (SK_REAL)(fixed[t] * vectors[t]);
     }
 }
 
