@@ -153,7 +153,7 @@ static inline sk_index sk_round8(sk_index n)
 
 /* The short-row Hessian's factors (3 K values of up to 16 rows), tile (up to K^2 + 15
  * output columns of 64 bytes: 16 floats or 8 doubles) and the group's rows (as many
- * values, and one vector more); see sk_short_hessian_outputs. */
+ * values, and one vector more); see sk_short_hessian_outputs and sk_short_hessian_tiles. */
 static inline sk_index sk_short_work_doubles(sk_index n_classes)
 {
     return n_classes <= SK_SMALL_CLASSES ? 3 * 16 * n_classes + 2 * 8 * (n_classes * n_classes + 16) : 0;

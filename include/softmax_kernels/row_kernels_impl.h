@@ -158,8 +158,10 @@ SK_INLINE void SK_NAME(sk_stream_copy)(SK_REAL *dst, const SK_REAL *src, sk_inde
  * kernels (Python, the output written again and again): float32 2.5-2.7 -> 1.6-1.7 ms at
  * K = 10, 1.4-1.5 -> 0.6 at K = 4, 3.1-3.3 -> 2.0-2.2 at K = 12, 3.9 -> 2.9-3.0 at K = 14,
  * even at K = 16 (width 136); float64 3.4-3.7 -> 2.7-3.3 ms at K = 10, 2.6 -> 2.0-2.1 at
- * K = 8, 4.3-4.4 -> 4.0-4.1 at K = 12 (width 78), even at K = 14 and 6.0-6.8 -> 6.5-8.3 ms
- * at K = 16. Without AVX-512 the tiles were transposed element by element and lost from
+ * K = 8, 4.3-4.4 -> 4.0-4.1 at K = 12 (width 78), even at K = 14, slower at K = 16
+ * (6.0-6.8 -> 6.5-8.3 ms). (The tiles measured indexed their products' vectors, which
+ * cost float64 8-13% against the pointers they walk now; the limits were not measured
+ * again.) Without AVX-512 the tiles were transposed element by element and lost from
  * K = 10 on (10-70%), so the rows stay there. */
 #define SK_HESSIAN_TILE_MAX_WIDTH (SK_IS_DOUBLE ? 78 : 120)
 SK_INLINE int SK_NAME(sk_hessian_in_tiles)(const sk_problem *pb)

@@ -255,7 +255,7 @@ SK_AVX512_INLINE sk_index sk_tiles_to_rows_pd(const double *columns, double *row
     return i0;
 }
 
-/* The tiles of the short-row Hessian (sk_short_hessian_outputs): rows[i * width + q] =
+/* The tiles of the short-row Hessian (sk_short_hessian_tiles): rows[i * width + q] =
  * tile[q * G + i] for the group's G rows (G = 16 floats or 8 doubles), where the tile
  * holds the group's outputs as columns, G to a vector, padded to a whole number of chunks
  * of G columns. Each chunk goes through one in-register transpose. The chunks go from the
