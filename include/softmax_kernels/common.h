@@ -48,12 +48,15 @@ enum { SK_LAYOUT_PACKED_UPPER = 0, SK_LAYOUT_PACKED_LOWER = 1, SK_LAYOUT_FULL = 
 #define SK_PREFETCH_WRITE(address) ((void)(address))
 #endif
 
-/* Asks for the 64-byte lines of [from, from + bytes) for writing. */
-static inline void sk_prefetch_lines_for_writing(const void *from, size_t bytes)
+/* Asks for the 64-byte lines of [from, from + bytes), to read or to write. */
+SK_INLINE void sk_prefetch_lines(uintptr_t from, uintptr_t bytes, int for_writing)
 {
-    const uintptr_t end = (uintptr_t)from + bytes;
-    for (uintptr_t line = (uintptr_t)from / 64 * 64; line < end; line += 64)
-        SK_PREFETCH_WRITE((const char *)line);
+    for (uintptr_t line = from / 64 * 64; line < from + bytes; line += 64) {
+        if (for_writing)
+            SK_PREFETCH_WRITE((const char *)line);
+        else
+            SK_PREFETCH_READ((const char *)line);
+    }
 }
 
 /* Large outputs written by threads of a team are written block by block with non-temporal

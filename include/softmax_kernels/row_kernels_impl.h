@@ -89,13 +89,9 @@ SK_INLINE void SK_NAME(sk_prefetch_next_part)(const sk_problem *pb, const void *
     const uintptr_t from = (uintptr_t)array + (uintptr_t)(next_begin * width * item_bytes);
     const uintptr_t first_line = from / 64 * 64;
     const sk_index lines = (sk_index)((from + (uintptr_t)(next_rows * width * item_bytes) - first_line + 63) / 64);
-    for (sk_index line = lines * part / parts; line < lines * (part + 1) / parts; ++line) {
-        const char *address = (const char *)(first_line + 64 * (uintptr_t)line);
-        if (for_writing)
-            SK_PREFETCH_WRITE(address);
-        else
-            SK_PREFETCH_READ(address);
-    }
+    const sk_index share_begin = lines * part / parts, share_end = lines * (part + 1) / parts;
+    sk_prefetch_lines(first_line + 64 * (uintptr_t)share_begin, 64 * (uintptr_t)(share_end - share_begin),
+                      for_writing);
 }
 
 /* The same for the call's (N, K) logits, inputs and outputs of the real type. */
@@ -1137,9 +1133,10 @@ SK_INLINE void SK_NAME(sk_short_hessian_tiles)(const sk_problem *pb, sk_index ro
         }
         const sk_index ahead = row_begin + g0 + SK_HESSIAN_AHEAD * G;
         if (ahead < pb->n_rows)
-            sk_prefetch_lines_for_writing(SK_ROW(pb->hessian, ahead, width),
-                                          (size_t)((pb->n_rows - ahead < G ? pb->n_rows - ahead : G) * width) *
-                                              sizeof(SK_REAL));
+            sk_prefetch_lines((uintptr_t)SK_ROW(pb->hessian, ahead, width),
+                              (uintptr_t)((pb->n_rows - ahead < G ? pb->n_rows - ahead : G) * width) *
+                                  sizeof(SK_REAL),
+                              1);
         const sk_index rows = n_rows - g0 < G ? n_rows - g0 : G;
         SK_NAME(sk_hessian_tile_avx512)(tile, group_rows, width);
         memcpy(SK_ROW(pb->hessian, row_begin + g0, width), group_rows, (size_t)(rows * width) * sizeof(SK_REAL));
