@@ -90,17 +90,23 @@ class BuildExtWithOpenMP(build_ext):
         super().build_extensions()
 
 
-extension = Extension(
-    "softmax_kernels._kernels",
-    sources=["src/softmax_kernels/_kernels.pyx"],
-    depends=sorted(glob.glob("include/softmax_kernels/*.h")),
-    include_dirs=["include", np.get_include()],
-    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-)
+def kernel_extension(name):
+    """An extension of the package over the C headers in include/."""
+    return Extension(
+        f"softmax_kernels.{name}",
+        sources=[f"src/softmax_kernels/{name}.pyx"],
+        depends=sorted(glob.glob("include/softmax_kernels/*.h")) + sorted(glob.glob("src/softmax_kernels/*.pxd")),
+        include_dirs=["include", np.get_include()],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+    )
+
+
+# The driver, and the accuracy sweeps of the vector exp and log1p that the tests run.
+extensions = [kernel_extension("_kernels"), kernel_extension("_vmath_accuracy")]
 
 setup(
     ext_modules=cythonize(
-        [extension],
+        extensions,
         compiler_directives={
             "language_level": 3,
             "boundscheck": False,

@@ -22,16 +22,16 @@ DOUBLE_LOG1P_ULPS = 1.0
 
 
 def test_float_exp_is_within_about_one_ulp_for_every_float():
-    from softmax_kernels import _kernels
+    from softmax_kernels import _vmath_accuracy
 
     chunks = [(start, start + 2**27) for start in range(0, 2**32, 2**27)]
     with ThreadPoolExecutor(max_workers=2) as pool:  # the sweep releases the GIL
-        worst = max(pool.map(lambda chunk: _kernels.exp_float32_max_ulp_error(*chunk), chunks))
+        worst = max(pool.map(lambda chunk: _vmath_accuracy.exp_float32_max_ulp_error(*chunk), chunks))
     assert worst <= FLOAT_EXP_ULPS
 
 
 def test_double_exp_is_within_about_one_ulp_on_samples():
-    from softmax_kernels import _kernels
+    from softmax_kernels import _vmath_accuracy
 
     rng = np.random.default_rng(1)
     samples = np.concatenate([
@@ -40,11 +40,11 @@ def test_double_exp_is_within_about_one_ulp_on_samples():
         rng.uniform(-745.2, -708.0, 500_000),  # results in the subnormal range
         [0.0, -0.0, np.inf, -np.inf, np.nan, 709.78, 709.79, -745.13, -745.14],
     ])
-    assert _kernels.exp_float64_max_ulp_error(samples) <= DOUBLE_EXP_ULPS
+    assert _vmath_accuracy.exp_float64_max_ulp_error(samples) <= DOUBLE_EXP_ULPS
 
 
 def test_double_log1p_is_within_about_one_ulp_on_samples():
-    from softmax_kernels import _kernels
+    from softmax_kernels import _vmath_accuracy
 
     rng = np.random.default_rng(2)
     samples = np.concatenate([
@@ -52,21 +52,21 @@ def test_double_log1p_is_within_about_one_ulp_on_samples():
         rng.uniform(0.0, 2.0, 500_000),  # around the sqrt(2) switch of the reduction
         [0.0, 2.0**-1074, 1.0, np.inf, np.nan],
     ])
-    assert _kernels.log1p_float64_max_ulp_error(samples) <= DOUBLE_LOG1P_ULPS
+    assert _vmath_accuracy.log1p_float64_max_ulp_error(samples) <= DOUBLE_LOG1P_ULPS
 
 
 def test_flushing_float_exp_equals_exp_where_normal_and_zero_below():
     # Every non-positive float (and the negative NaNs): bitwise equal to the full exp on
     # [-87, 0], 0 below, NaN for NaN. The kernels rely on this for rows spanning at most 80.
-    from softmax_kernels import _kernels
+    from softmax_kernels import _vmath_accuracy
 
     chunks = [(start, start + 2**27) for start in range(2**31, 2**32, 2**27)]
     with ThreadPoolExecutor(max_workers=2) as pool:
-        assert sum(pool.map(lambda chunk: _kernels.exp_nonpositive_float32_mismatches(*chunk), chunks)) == 0
+        assert sum(pool.map(lambda chunk: _vmath_accuracy.exp_nonpositive_float32_mismatches(*chunk), chunks)) == 0
 
 
 def test_flushing_double_exp_equals_exp_where_normal_and_zero_below():
-    from softmax_kernels import _kernels
+    from softmax_kernels import _vmath_accuracy
 
     rng = np.random.default_rng(3)
     samples = np.concatenate([
@@ -75,4 +75,4 @@ def test_flushing_double_exp_equals_exp_where_normal_and_zero_below():
         rng.uniform(-708.5, -707.5, 200_000),  # around the threshold
         [0.0, -0.0, -np.inf, np.nan, -708.0, np.nextafter(-708.0, 0.0), -600.0],
     ])
-    assert _kernels.exp_nonpositive_float64_mismatches(samples) == 0
+    assert _vmath_accuracy.exp_nonpositive_float64_mismatches(samples) == 0

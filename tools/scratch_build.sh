@@ -17,7 +17,7 @@ scratch_copy() {
     tree="$work/tree"
     mkdir -p "$tree"
     tar -C "$REPO" -cf - \
-        --exclude=.git --exclude=./build --exclude='*.so' --exclude='src/softmax_kernels/_kernels.c' \
+        --exclude=.git --exclude=./build --exclude='*.so' --exclude='src/softmax_kernels/*.c' \
         --exclude='.venv*' --exclude=.hypothesis --exclude=.pytest_cache --exclude=.benchmarks \
         --exclude=__pycache__ --exclude='*.egg-info' . | tar -C "$tree" -xf -
 }

@@ -14,8 +14,8 @@
 
 typedef int64_t sk_index;
 
-enum { SK_TARGET_NONE = 0, SK_TARGET_LABELS = 1, SK_TARGET_SOFT = 2 };
-enum { SK_LAYOUT_PACKED_UPPER = 0, SK_LAYOUT_PACKED_LOWER = 1, SK_LAYOUT_FULL = 2 };
+typedef enum { SK_TARGET_NONE = 0, SK_TARGET_LABELS = 1, SK_TARGET_SOFT = 2 } sk_target_kind;
+typedef enum { SK_LAYOUT_PACKED_UPPER = 0, SK_LAYOUT_PACKED_LOWER = 1, SK_LAYOUT_FULL = 2 } sk_layout;
 
 /* Helpers are forced inline into the dispatched kernels: a helper left out of line
  * would be compiled for the baseline ISA only, whatever clone calls it. */

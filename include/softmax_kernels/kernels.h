@@ -26,23 +26,23 @@
 #undef SK_IS_DOUBLE
 #undef SK_NAME
 
-enum { SK_OP_SOFTMAX = 0, SK_OP_LOG_SOFTMAX = 1, SK_OP_TARGET = 2 };
+typedef enum { SK_KERNEL_SOFTMAX = 0, SK_KERNEL_LOG_SOFTMAX = 1, SK_KERNEL_TARGETS = 2 } sk_kernel;
 
-static inline sk_block_fn sk_block_function(int op, int is_double)
+static inline sk_block_fn sk_block_function(sk_kernel kernel, int is_double)
 {
-    switch (op) {
-    case SK_OP_SOFTMAX:
+    switch (kernel) {
+    case SK_KERNEL_SOFTMAX:
         return is_double ? sk_softmax_block_d : sk_softmax_block_f;
-    case SK_OP_LOG_SOFTMAX:
+    case SK_KERNEL_LOG_SOFTMAX:
         return is_double ? sk_log_softmax_block_d : sk_log_softmax_block_f;
     default:
         return is_double ? sk_target_block_d : sk_target_block_f;
     }
 }
 
-static inline double sk_mean_denominator(const sk_problem *pb, sk_index n_rows, int is_double)
+static inline double sk_mean_denominator(const sk_problem *pb, int is_double)
 {
-    return is_double ? sk_mean_denominator_d(pb, n_rows) : sk_mean_denominator_f(pb, n_rows);
+    return is_double ? sk_mean_denominator_d(pb, pb->n_rows) : sk_mean_denominator_f(pb, pb->n_rows);
 }
 
 #endif /* SOFTMAX_KERNELS_KERNELS_H */

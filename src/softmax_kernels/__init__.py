@@ -10,10 +10,11 @@ import os as _os
 import warnings as _warnings
 
 from . import _api, reference
-from ._layout import pack, unpack
+from ._operations import PUBLIC_NAMES as _PUBLIC_NAMES
+from ._api import pack, unpack
 from ._version import __version__
 
-__all__ = list(_api.PUBLIC_NAMES) + ["pack", "unpack", "show_config", "reference", "__version__"]
+__all__ = list(_PUBLIC_NAMES) + ["pack", "unpack", "show_config", "reference", "__version__"]
 
 _BACKEND_VARIABLE = "SOFTMAX_KERNELS_BACKEND"
 _requested = _os.environ.get(_BACKEND_VARIABLE, "").strip().lower()
@@ -42,7 +43,7 @@ BACKEND = "numpy" if _requested == "numpy" or _kernels is None else "compiled"
 if BACKEND == "compiled":
     globals().update(_api.build_public_api(_kernels.run, __name__))
 else:
-    globals().update({name: getattr(reference, name) for name in _api.PUBLIC_NAMES})
+    globals().update({name: getattr(reference, name) for name in _PUBLIC_NAMES})
 
 
 def show_config() -> dict:

@@ -17,6 +17,8 @@ import numpy as np
 
 import softmax_kernels as sk
 
+from .benchmarks import BENCHMARKED
+
 
 def _cpu_flags() -> str:
     """The SIMD features the CPU reports (Linux), else the machine name."""
@@ -54,28 +56,33 @@ def _finite_difference_gradient(z: np.ndarray, y: np.ndarray, step: float = 1e-6
     return grad
 
 
+def _check_call(module, operation, arrays: dict):
+    """``operation`` of ``module`` on the arrays, with targets and options where it takes them."""
+    arguments = {name: arrays[name] for name, _ in operation.positional_parameters()}
+    if operation.takes_target_options:
+        arguments.update(label_smoothing=0.1, reduction="mean")
+    result = getattr(module, operation.name)(**arguments)
+    return result if isinstance(result, tuple) else (result,)
+
+
 def check() -> int:
     """Compare every function with the reference on random data; return the number of failures."""
+    from ._operations import OPERATIONS
+
     rng = np.random.default_rng(0)
     failures = 0
     for dtype in (np.float32, np.float64):
-        z = (rng.standard_normal((257, 11)) * 5).astype(dtype)
-        y = rng.integers(0, 11, 257)
-        v = rng.standard_normal((257, 11)).astype(dtype)
-        tol = 64 * np.finfo(dtype).eps
-        calls = {
-            "softmax": lambda m: m.softmax(z),
-            "log_softmax": lambda m: m.log_softmax(z),
-            "loss_gradient_hessian": lambda m: m.loss_gradient_hessian(z, y, label_smoothing=0.1, reduction="mean"),
-            "hessian_vector_product": lambda m: m.hessian_vector_product(z, v, y),
-            "hessian_diagonal": lambda m: m.hessian_diagonal(z),
+        arrays = {
+            "z": (rng.standard_normal((257, 11)) * 5).astype(dtype),
+            "y": rng.integers(0, 11, 257),
+            "v": rng.standard_normal((257, 11)).astype(dtype),
         }
-        for name, call in calls.items():
-            got, want = call(sk), call(sk.reference)
-            pairs = zip(got, want) if isinstance(got, tuple) else [(got, want)]
-            ok = all(np.allclose(g, w, rtol=tol, atol=tol) for g, w in pairs)
+        tol = 64 * np.finfo(dtype).eps
+        for operation in OPERATIONS.values():
+            got, want = _check_call(sk, operation, arrays), _check_call(sk.reference, operation, arrays)
+            ok = all(np.allclose(g, w, rtol=tol, atol=tol) for g, w in zip(got, want))
             failures += not ok
-            print(f"{'ok  ' if ok else 'FAIL'} {name} {np.dtype(dtype).name} equals the reference")
+            print(f"{'ok  ' if ok else 'FAIL'} {operation.name} {np.dtype(dtype).name} equals the reference")
     z = rng.standard_normal((3, 5))
     y = rng.integers(0, 5, 3)
     ok = np.allclose(_finite_difference_gradient(z, y), sk.gradient(z, y, reduction="sum"), atol=1e-7)
@@ -133,8 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     timing.add_argument("--quick", action="store_true", help="small shapes: seconds instead of minutes")
     timing.add_argument("--dtype", nargs="+", choices=("float32", "float64"), default=["float32", "float64"])
     timing.add_argument("--shape", nargs="+", type=_shape, metavar="NxK", help="run every operation at these shapes")
-    timing.add_argument("--operation", nargs="+", choices=("loss_gradient", "hessian", "hessian_vector_product"),
-                        default=["loss_gradient", "hessian", "hessian_vector_product"])
+    timing.add_argument("--operation", nargs="+", choices=BENCHMARKED, default=list(BENCHMARKED))
     timing.add_argument("--repeats", type=int, default=7, help="timed calls per implementation (median)")
     timing.add_argument("--json", metavar="FILE", help="write the machine description and all timings here")
     timing.add_argument("--plot", metavar="FILE.png", help="write a bar chart here (needs matplotlib)")

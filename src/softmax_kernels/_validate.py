@@ -5,6 +5,10 @@ Nothing is computed or written before it returns, so a bad argument raises
 ``TypeError``/``ValueError`` naming the argument, what was expected and what
 was received, and leaves every ``out`` array untouched.
 
+The checks that need only shapes and dtypes (:func:`check_options`,
+:func:`describe_inputs`) also accept Dask arrays: ``softmax_kernels.dask`` runs them
+when its graph is built, with the same messages.
+
 The plan carries C-contiguous 2-D views ``(N, K)`` of all inputs in the
 computation dtype and 2-D views of the output arrays; backends only ever see
 those.
@@ -18,39 +22,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-REDUCTIONS = ("none", "sum", "mean")
-LAYOUTS = ("packed_upper", "packed_lower", "full")
+from ._layout import LAYOUTS, PACKED_LAYOUTS, packed_n_classes
+from ._operations import OPERATIONS, OUTPUT_KINDS, TARGETS_REQUIRED, Operation, hessian_width, output_shape
+from ._reduction import REDUCTIONS
+
 TARGET_NONE, TARGET_LABELS, TARGET_SOFT = "none", "labels", "soft"
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 IGNORED_LABEL_SENTINEL = -1
-
-# What each public operation computes and which ``out`` argument feeds each output.
-# (output kinds, required target?, uses v?, uses layout?, names of the out arguments)
-OPERATIONS = {
-    "softmax": (("softmax",), None, False, False, ("out",)),
-    "log_softmax": (("log_softmax",), None, False, False, ("out",)),
-    "loss": (("loss",), True, False, False, ("out",)),
-    "gradient": (("gradient",), True, False, False, ("out",)),
-    "loss_gradient": (("loss", "gradient"), True, False, False, ("loss_out", "grad_out")),
-    "hessian": (("hessian",), False, False, True, ("out",)),
-    "loss_gradient_hessian": (
-        ("loss", "gradient", "hessian"),
-        True,
-        False,
-        True,
-        ("loss_out", "grad_out", "hess_out"),
-    ),
-    "hessian_vector_product": (("hessian_vector_product",), False, True, False, ("out",)),
-    "hessian_diagonal": (("hessian_diagonal",), False, False, False, ("out",)),
-}
-
-# Outputs that may be computed in place, i.e. whose ``out`` may be ``z`` itself.
-IN_PLACE_OUTPUTS = frozenset({"softmax", "log_softmax", "gradient"})
-
-
-def packed_size(n_classes: int) -> int:
-    """Number of stored elements of a packed symmetric K x K matrix."""
-    return n_classes * (n_classes + 1) // 2
 
 
 @dataclass
@@ -62,7 +40,7 @@ class Plan:
     batch_shape: tuple
     n_rows: int
     n_classes: int
-    z: np.ndarray
+    z: np.ndarray | None = None  # (N, K)
     target_kind: str = TARGET_NONE
     labels: np.ndarray | None = None  # (N,) int64
     soft_targets: np.ndarray | None = None  # (N, K)
@@ -76,8 +54,23 @@ class Plan:
     num_threads: int | None = None
     # 2-D (or 0-d for a reduced loss) views of the outputs, keyed by output kind.
     outputs: dict = field(default_factory=dict)
-    # The arrays handed back to the user, in the order of OPERATIONS[operation][0].
+    # The arrays handed back to the user, in the order of the operation's outputs.
     results: tuple = ()
+
+    @property
+    def hessian_width(self) -> int:
+        """Values per row of the Hessian output; 0 when there is none."""
+        return hessian_width(self.n_classes, self.layout) if "hessian" in self.outputs else 0
+
+
+@dataclass(frozen=True)
+class InputDescription:
+    """What the shapes and dtypes of a call's inputs say, before any value is read."""
+
+    dtype: np.dtype  # the computation dtype
+    batch_shape: tuple
+    n_classes: int
+    target_kind: str
 
 
 def computation_dtype(dtype: np.dtype, name: str) -> np.dtype:
@@ -89,14 +82,7 @@ def computation_dtype(dtype: np.dtype, name: str) -> np.dtype:
     raise TypeError(f"{name}: expected an array of real numbers, got dtype {dtype}")
 
 
-def _as_real(x, name: str, dtype: np.dtype, shape: tuple) -> np.ndarray:
-    """Convert a secondary real input (v, soft targets, weights) to ``dtype`` and check its shape."""
-    arr = np.asarray(x)
-    if arr.dtype.kind not in "biuf":
-        raise TypeError(f"{name}: expected an array of real numbers, got dtype {arr.dtype}")
-    if arr.shape != shape:
-        raise ValueError(f"{name}: expected shape {shape}, got {arr.shape}")
-    return np.ascontiguousarray(arr, dtype=dtype)
+# ---- options -------------------------------------------------------------------------------
 
 
 def _check_int_option(value, name: str, minimum: int | None = None):
@@ -108,7 +94,7 @@ def _check_int_option(value, name: str, minimum: int | None = None):
     return value
 
 
-def _check_choice(value, name: str, choices: tuple) -> str:
+def check_choice(value, name: str, choices: tuple) -> str:
     if not isinstance(value, str) or value not in choices:
         raise ValueError(f"{name}: expected one of {', '.join(map(repr, choices))}, got {value!r}")
     return value
@@ -123,23 +109,113 @@ def _check_label_smoothing(value) -> float:
     return value
 
 
-def _as_logits(z) -> tuple[np.ndarray, np.dtype]:
-    arr = np.asarray(z)
-    dtype = computation_dtype(arr.dtype, "z")
-    if arr.ndim == 0:
+def check_options(operation: Operation, arguments: dict) -> dict:
+    """The checked scalar options of a call (those the operation takes), by name."""
+    options = {"num_threads": arguments.get("num_threads")}
+    if options["num_threads"] is not None:
+        options["num_threads"] = _check_int_option(options["num_threads"], "num_threads", minimum=1)
+    if operation.takes_layout:
+        options["layout"] = check_choice(arguments["layout"], "layout", LAYOUTS)
+    if operation.takes_target_options:
+        options["reduction"] = check_choice(arguments["reduction"], "reduction", REDUCTIONS)
+        options["label_smoothing"] = _check_label_smoothing(arguments["label_smoothing"])
+        ignore_index = arguments["ignore_index"]
+        options["ignore_index"] = None if ignore_index is None else _check_int_option(ignore_index, "ignore_index")
+        if arguments.get("y") is None:
+            if operation.targets == TARGETS_REQUIRED:
+                raise ValueError(
+                    f"y: {operation.name} needs labels of shape {arguments['z'].shape[:-1]} or soft targets of "
+                    f"shape {arguments['z'].shape}, got None"
+                )
+            for option, given in (
+                ("class_weight", arguments["class_weight"] is not None),
+                ("label_smoothing", options["label_smoothing"] != 0.0),
+                ("ignore_index", options["ignore_index"] is not None),
+            ):
+                if given:
+                    raise ValueError(f"{option}: only meaningful with targets y, got y=None")
+    return options
+
+
+# ---- shapes and dtypes (NumPy or Dask arrays) ----------------------------------------------
+
+
+def check_logits(z) -> np.dtype:
+    """The computation dtype of logits z of shape (..., K), K >= 1."""
+    dtype = computation_dtype(z.dtype, "z")
+    if z.ndim == 0:
         raise ValueError("z: expected an array of shape (..., K) with the classes on the last axis, got a 0-d array")
-    if arr.shape[-1] < 1:
-        raise ValueError(f"z: expected at least one class on the last axis, got shape {arr.shape}")
-    return arr, dtype
+    if z.shape[-1] < 1:
+        raise ValueError(f"z: expected at least one class on the last axis, got shape {tuple(z.shape)}")
+    return dtype
 
 
-def _as_labels(y: np.ndarray, batch_shape: tuple, n_classes: int, ignore_index: int | None) -> np.ndarray:
-    """Check integer labels: each in [0, K) or equal to ignore_index; return them as int64."""
-    if y.dtype.kind not in "iu":
-        raise TypeError(
-            f"y: labels of the batch shape {batch_shape} must have an integer dtype, got dtype {y.dtype} "
-            f"(soft targets need z's full shape)"
-        )
+def _check_real(x, name: str, shape: tuple) -> None:
+    if x.dtype.kind not in "biuf":
+        raise TypeError(f"{name}: expected an array of real numbers, got dtype {x.dtype}")
+    if tuple(x.shape) != shape:
+        raise ValueError(f"{name}: expected shape {shape}, got {tuple(x.shape)}")
+
+
+def _target_kind(y, z_shape: tuple, ignore_index) -> str:
+    """Labels when y has the batch shape, soft targets when it has z's shape."""
+    batch_shape = z_shape[:-1]
+    if y.dtype.kind not in "biuf":
+        raise TypeError(f"y: expected integer labels or real soft targets, got dtype {y.dtype}")
+    if tuple(y.shape) == z_shape:
+        if ignore_index is not None:
+            raise ValueError("ignore_index: only meaningful with integer labels, got soft targets y")
+        return TARGET_SOFT
+    if tuple(y.shape) == batch_shape:
+        if y.dtype.kind not in "iu":
+            raise TypeError(
+                f"y: labels of the batch shape {batch_shape} must have an integer dtype, got dtype {y.dtype} "
+                f"(soft targets need z's full shape)"
+            )
+        return TARGET_LABELS
+    raise ValueError(
+        f"y: expected labels of shape {batch_shape} or soft targets of shape {z_shape}, got shape {tuple(y.shape)}"
+    )
+
+
+def describe_inputs(operation: Operation, arrays: dict, options: dict) -> InputDescription:
+    """Check the shapes and dtypes of the array inputs (anything with .shape and .dtype) after
+    :func:`check_logits` and :func:`check_options`."""
+    z = arrays["z"]
+    dtype = check_logits(z)
+    z_shape = tuple(z.shape)
+    batch_shape, n_classes = z_shape[:-1], z_shape[-1]
+    target_kind = TARGET_NONE
+    if operation.takes_target_options:
+        if arrays.get("y") is not None:
+            target_kind = _target_kind(arrays["y"], z_shape, options["ignore_index"])
+        if arrays.get("sample_weight") is not None:
+            _check_real(arrays["sample_weight"], "sample_weight", batch_shape)
+        if arrays.get("class_weight") is not None:
+            _check_real(arrays["class_weight"], "class_weight", (n_classes,))
+    if operation.takes_v:
+        if arrays.get("v") is None:
+            raise ValueError(f"v: expected an array of shape {z_shape}, got None")
+        _check_real(arrays["v"], "v", z_shape)
+    return InputDescription(dtype, batch_shape, n_classes, target_kind)
+
+
+# ---- values and outputs (NumPy) ------------------------------------------------------------
+
+
+def check_targets_type(y) -> None:
+    """A bool is neither a label nor a soft target (NumPy would make it an array of one)."""
+    if isinstance(y, (bool, np.bool_)):
+        raise TypeError(f"y: expected integer labels or real soft targets, got {type(y).__name__} {y!r}")
+
+
+def _as_targets(y) -> np.ndarray | None:
+    check_targets_type(y)
+    return None if y is None else np.asarray(y)
+
+
+def check_labels(y: np.ndarray, n_classes: int, ignore_index: int | None) -> np.ndarray:
+    """Check integer labels: each in [0, K) or equal to ignore_index; return them as int64 (N,)."""
     # Two reductions and no temporaries in the common case; the element-wise test (which
     # allows ignore_index and finds the first offender) only when the extremes are outside.
     in_range = y.size == 0 or (int(y.min()) >= 0 and int(y.max()) < n_classes)
@@ -149,7 +225,7 @@ def _as_labels(y: np.ndarray, batch_shape: tuple, n_classes: int, ignore_index: 
             bad &= y != ignore_index
         if bad.any():
             flat = int(np.flatnonzero(bad.ravel())[0])
-            position = np.unravel_index(flat, batch_shape) if batch_shape else ()
+            position = np.unravel_index(flat, y.shape) if y.ndim else ()
             allowed = f"[0, {n_classes})"
             if ignore_index is not None:
                 allowed += f" or equal to ignore_index={ignore_index}"
@@ -185,122 +261,95 @@ def _check_out(out, name: str, shape: tuple, dtype: np.dtype, inputs: list, may_
     return out
 
 
-def _output_shape(kind: str, batch_shape: tuple, n_classes: int, reduction: str, layout: str) -> tuple:
-    if kind == "loss":
-        return batch_shape if reduction == "none" else ()
-    if kind == "hessian":
-        if layout == "full":
-            return batch_shape + (n_classes, n_classes)
-        return batch_shape + (packed_size(n_classes),)
-    return batch_shape + (n_classes,)
-
-
-def make_plan(
-    operation: str,
-    z,
-    y=None,
-    v=None,
-    *,
-    sample_weight=None,
-    class_weight=None,
-    label_smoothing=0.0,
-    ignore_index=None,
-    reduction="none",
-    layout="packed_upper",
-    num_threads=None,
-    outs: tuple = (),
-) -> Plan:
-    """Validate one public call and allocate its outputs; see the README for the conventions."""
-    output_kinds, target_required, uses_v, uses_layout, out_names = OPERATIONS[operation]
-    z_user = z
-    z, dtype = _as_logits(z)
-    batch_shape, n_classes = z.shape[:-1], z.shape[-1]
-    n_rows = int(np.prod(batch_shape, dtype=np.int64))
-    plan = Plan(operation, dtype, batch_shape, n_rows, n_classes, z=None)
-
-    if num_threads is not None:
-        num_threads = _check_int_option(num_threads, "num_threads", minimum=1)
-    plan.num_threads = num_threads
-    if uses_layout:
-        plan.layout = _check_choice(layout, "layout", LAYOUTS)
-    inputs = [("z", z_user)]
-
-    if target_required is not None:
-        plan.reduction = _check_choice(reduction, "reduction", REDUCTIONS)
-        plan.label_smoothing = _check_label_smoothing(label_smoothing)
-        if ignore_index is not None:
-            plan.ignore_index = _check_int_option(ignore_index, "ignore_index")
-        if y is None:
-            if target_required:
-                raise ValueError(
-                    f"y: {operation} needs labels of shape {batch_shape} or soft targets of shape {z.shape}, got None"
-                )
-            for option, given in (
-                ("class_weight", class_weight is not None),
-                ("label_smoothing", plan.label_smoothing != 0.0),
-                ("ignore_index", plan.ignore_index is not None),
-            ):
-                if given:
-                    raise ValueError(f"{option}: only meaningful with targets y, got y=None")
-        else:
-            inputs.append(("y", y))
-            _set_targets(plan, y, z.shape)
-        if sample_weight is not None:
-            inputs.append(("sample_weight", sample_weight))
-            plan.sample_weight = _as_real(sample_weight, "sample_weight", dtype, batch_shape).reshape(-1)
-        if class_weight is not None:
-            inputs.append(("class_weight", class_weight))
-            plan.class_weight = _as_real(class_weight, "class_weight", dtype, (n_classes,))
-    if uses_v:
-        if v is None:
-            raise ValueError(f"v: expected an array of shape {z.shape}, got None")
-        inputs.append(("v", v))
-        plan.v = _as_real(v, "v", dtype, z.shape).reshape(n_rows, n_classes)
-
-    results = []
-    for kind, out_name, out in zip(output_kinds, out_names, outs):
-        shape = _output_shape(kind, batch_shape, n_classes, plan.reduction, plan.layout)
-        if out is None:
-            out = np.empty(shape, dtype=dtype)
-        else:
-            may_be = z_user if kind in IN_PLACE_OUTPUTS else None
-            out = _check_out(out, out_name, shape, dtype, inputs + [(r, a) for r, a in zip(out_names, results)], may_be)
-        results.append(out)
-        plan.outputs[kind] = _flat_view(out, kind, plan)
-    plan.results = tuple(results)
-    plan.z = np.ascontiguousarray(z, dtype=dtype).reshape(n_rows, n_classes)
-    return plan
-
-
 def _flat_view(out: np.ndarray, kind: str, plan: Plan) -> np.ndarray:
     """The view a backend writes through: (N,) or 0-d for the loss, (N, width) otherwise."""
     if kind == "loss":
         return out if plan.reduction != "none" else out.reshape(plan.n_rows)
-    width = plan.n_classes
-    if kind == "hessian":
-        width = width * width if plan.layout == "full" else packed_size(width)
+    width = hessian_width(plan.n_classes, plan.layout) if kind == "hessian" else plan.n_classes
     return out.reshape(plan.n_rows, width)
 
 
-def _set_targets(plan: Plan, y, z_shape: tuple) -> None:
-    """Labels when y has the batch shape, soft targets when it has z's shape."""
-    batch_shape, n_classes = z_shape[:-1], z_shape[-1]
-    if isinstance(y, (bool, np.bool_)):
-        raise TypeError(f"y: expected integer labels or real soft targets, got {type(y).__name__} {y!r}")
-    y_arr = np.asarray(y)
-    if y_arr.dtype.kind not in "biuf":
-        raise TypeError(f"y: expected integer labels or real soft targets, got dtype {y_arr.dtype}")
-    if y_arr.shape == tuple(z_shape):
-        if plan.ignore_index is not None:
-            raise ValueError("ignore_index: only meaningful with integer labels, got soft targets y")
-        plan.target_kind = TARGET_SOFT
-        plan.soft_targets = np.ascontiguousarray(y_arr, dtype=plan.dtype).reshape(plan.n_rows, n_classes)
-    elif y_arr.shape == tuple(batch_shape):
-        plan.target_kind = TARGET_LABELS
-        plan.labels = _as_labels(y_arr, batch_shape, n_classes, plan.ignore_index)
+def _set_outputs(plan: Plan, operation: Operation, arguments: dict, inputs: list) -> None:
+    """Allocate or check each output and record its flat view."""
+    results = []
+    for kind, out_name in zip(operation.outputs, operation.out_arguments):
+        shape = output_shape(kind, plan.batch_shape, plan.n_classes, plan.reduction, plan.layout)
+        out = arguments.get(out_name)
+        if out is None:
+            out = np.empty(shape, dtype=plan.dtype)
+        else:
+            may_be = arguments["z"] if OUTPUT_KINDS[kind].may_be_z else None
+            earlier = [(name, array) for name, array in zip(operation.out_arguments, results)]
+            out = _check_out(out, out_name, shape, plan.dtype, inputs + earlier, may_be)
+        results.append(out)
+        plan.outputs[kind] = _flat_view(out, kind, plan)
+    plan.results = tuple(results)
+
+
+def make_plan(operation_name: str, arguments: dict) -> Plan:
+    """Validate one public call (its arguments by parameter name) and allocate its outputs."""
+    operation = OPERATIONS[operation_name]
+    z = np.asarray(arguments["z"])
+    check_logits(z)
+    options = check_options(operation, dict(arguments, z=z))
+    arrays = {"z": z, "y": _as_targets(arguments.get("y"))}
+    for name in ("v", "sample_weight", "class_weight"):
+        arrays[name] = None if arguments.get(name) is None else np.asarray(arguments[name])
+    described = describe_inputs(operation, arrays, options)
+    dtype, n_classes = described.dtype, described.n_classes
+    n_rows = int(np.prod(described.batch_shape, dtype=np.int64))
+    plan = Plan(operation_name, dtype, described.batch_shape, n_rows, n_classes,
+                target_kind=described.target_kind, num_threads=options["num_threads"])
+    plan.layout = options.get("layout", plan.layout)
+    plan.reduction = options.get("reduction", plan.reduction)
+    plan.label_smoothing = options.get("label_smoothing", 0.0)
+    plan.ignore_index = options.get("ignore_index")
+    y = arrays["y"]
+    if plan.target_kind == TARGET_SOFT:
+        plan.soft_targets = np.ascontiguousarray(y, dtype=dtype).reshape(n_rows, n_classes)
+    elif plan.target_kind == TARGET_LABELS:
+        plan.labels = check_labels(y, n_classes, plan.ignore_index)
         if plan.ignore_index is not None and not INT64_MIN <= plan.ignore_index <= INT64_MAX:
             plan.ignore_index = IGNORED_LABEL_SENTINEL
-    else:
-        raise ValueError(
-            f"y: expected labels of shape {batch_shape} or soft targets of shape {tuple(z_shape)}, got shape {y_arr.shape}"
-        )
+    if arrays["sample_weight"] is not None:
+        plan.sample_weight = np.ascontiguousarray(arrays["sample_weight"], dtype=dtype).reshape(-1)
+    if arrays["class_weight"] is not None:
+        plan.class_weight = np.ascontiguousarray(arrays["class_weight"], dtype=dtype)
+    if arrays["v"] is not None:
+        plan.v = np.ascontiguousarray(arrays["v"], dtype=dtype).reshape(n_rows, n_classes)
+    inputs = [(name, arguments[name]) for name in ("z", "y", "sample_weight", "class_weight", "v")
+              if arguments.get(name) is not None]
+    _set_outputs(plan, operation, arguments, inputs)
+    plan.z = np.ascontiguousarray(z, dtype=dtype).reshape(n_rows, n_classes)
+    return plan
+
+
+# ---- pack and unpack -----------------------------------------------------------------------
+
+
+def _check_numeric(arr: np.ndarray, name: str) -> None:
+    if arr.dtype.kind not in "biufc":
+        raise TypeError(f"{name}: expected a numeric array, got dtype {arr.dtype}")
+
+
+def check_symmetric_stack(h, layout) -> tuple[np.ndarray, str]:
+    """The input of ``pack``: matrices (..., K, K) of any numeric dtype, and a packed layout."""
+    layout = check_choice(layout, "layout", PACKED_LAYOUTS)
+    arr = np.asarray(h)
+    _check_numeric(arr, "h")
+    if arr.ndim < 2 or arr.shape[-1] != arr.shape[-2]:
+        raise ValueError(f"h: expected an array of shape (..., K, K), got shape {arr.shape}")
+    return arr, layout
+
+
+def check_packed_stack(hp, layout) -> tuple[np.ndarray, int, str]:
+    """The input of ``unpack``: packed rows (..., K(K+1)/2), their K, and a packed layout."""
+    layout = check_choice(layout, "layout", PACKED_LAYOUTS)
+    arr = np.asarray(hp)
+    _check_numeric(arr, "hp")
+    if arr.ndim < 1:
+        raise ValueError("hp: expected an array of shape (..., K(K+1)/2), got a 0-d array")
+    n_classes = packed_n_classes(arr.shape[-1])
+    if n_classes is None:
+        raise ValueError(f"hp: the last axis must have a triangular length K(K+1)/2, got {arr.shape[-1]}")
+    return arr, n_classes, layout

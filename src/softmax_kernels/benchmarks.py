@@ -24,7 +24,12 @@ import numpy as np
 
 import softmax_kernels as sk
 
-OPERATIONS = ("loss_gradient", "hessian", "hessian_vector_product")
+from ._layout import packed_size
+from ._operations import OPERATIONS, TARGETS_REQUIRED, output_shape
+
+# The operations the suite times (each with cases below and a copy floor in bytes_touched).
+BENCHMARKED = ("loss_gradient", "hessian", "hessian_vector_product")
+assert set(BENCHMARKED) <= set(OPERATIONS)
 
 
 @dataclass(frozen=True)
@@ -51,7 +56,7 @@ def _cases(shapes: dict, dtypes=DTYPES) -> list[Case]:
     ]
 
 
-def select_cases(quick: bool = False, dtypes=DTYPES, shapes=None, operations=OPERATIONS) -> list[Case]:
+def select_cases(quick: bool = False, dtypes=DTYPES, shapes=None, operations=BENCHMARKED) -> list[Case]:
     """The standard (or quick) cases, or every operation at the given (N, K) shapes."""
     if shapes:
         return _cases({operation: list(shapes) for operation in operations}, dtypes)
@@ -65,7 +70,7 @@ def bytes_touched(case: Case) -> int:
     if case.operation == "loss_gradient":
         return item * (2 * n * k + n)  # z in, gradient and loss out
     if case.operation == "hessian":
-        return item * (n * k + n * k * (k + 1) // 2)
+        return item * (n * k + n * packed_size(k))
     return item * 3 * n * k  # z and v in, Hv out
 
 
@@ -106,17 +111,26 @@ def _optional(module: str):
         return None
 
 
+def _output_buffers(case: Case, dtype) -> dict:
+    """Preallocated outputs of the case's operation (default layout), by out argument."""
+    operation = OPERATIONS[case.operation]
+    return {
+        name: np.empty(output_shape(kind, (case.n_rows,), case.n_classes, "none", "packed_upper"), dtype)
+        for kind, name in zip(operation.outputs, operation.out_arguments)
+    }
+
+
 def _ours(case: Case, inputs: dict, module, num_threads: int = 1) -> callable:
-    z, y, v = inputs["z"], inputs["y"], inputs["v"]
-    kwargs = {"num_threads": num_threads} if module is sk else {}
-    if case.operation == "loss_gradient":
-        loss, grad = np.empty(case.n_rows, z.dtype), np.empty_like(z)
-        return lambda: module.loss_gradient(z, y, loss_out=loss, grad_out=grad, **kwargs)
-    if case.operation == "hessian":
-        hess = np.empty((case.n_rows, case.n_classes * (case.n_classes + 1) // 2), z.dtype)
-        return lambda: module.hessian(z, out=hess, **kwargs)
-    out = np.empty_like(z)
-    return lambda: module.hessian_vector_product(z, v, out=out, **kwargs)
+    """The case's operation of ``module`` (softmax_kernels or its reference) into preallocated outputs;
+    targets only where the operation requires them (the Hessians are those of log-sum-exp)."""
+    operation = OPERATIONS[case.operation]
+    function = getattr(module, case.operation)
+    arguments = {name: inputs[name] for name, _ in operation.positional_parameters()
+                 if name != "y" or operation.targets == TARGETS_REQUIRED}
+    arguments.update(_output_buffers(case, inputs["z"].dtype))
+    if module is sk:
+        arguments["num_threads"] = num_threads
+    return lambda: function(**arguments)
 
 
 def _copy_floor(case: Case, inputs: dict) -> callable:
@@ -125,7 +139,7 @@ def _copy_floor(case: Case, inputs: dict) -> callable:
         dest = np.empty_like(z)
         return lambda: np.copyto(dest, z)
     if case.operation == "hessian":
-        src = np.ones((case.n_rows, case.n_classes * (case.n_classes + 1) // 2), z.dtype)
+        src = np.ones_like(_output_buffers(case, z.dtype)["out"])
         dest = np.empty_like(src)
         return lambda: np.copyto(dest, src)
     dest_z, dest_v = np.empty_like(z), np.empty_like(v)

@@ -29,10 +29,13 @@ from __future__ import annotations
 import numpy as np
 
 from . import _api
-from ._layout import pack, packed_rows_cols, unpack
+from ._api import pack, unpack
+from ._layout import packed_rows_cols
+from ._operations import PUBLIC_NAMES
+from ._reduction import mean_denominator_terms, reduced_loss
 from ._validate import TARGET_LABELS, TARGET_NONE, TARGET_SOFT, Plan
 
-__all__ = list(_api.PUBLIC_NAMES) + ["pack", "unpack"]
+__all__ = list(PUBLIC_NAMES) + ["pack", "unpack"]
 
 _WIDE = np.longdouble if np.finfo(np.longdouble).eps < np.finfo(np.float64).eps else np.float64
 
@@ -121,13 +124,10 @@ def _target_weights(plan: Plan, work: type, w: np.ndarray, ignored: np.ndarray) 
     return a
 
 
-def _mean_denominator(plan: Plan, ignored: np.ndarray) -> float:
-    w = np.ones(plan.n_rows) if plan.sample_weight is None else plan.sample_weight.astype(np.float64)
-    if plan.target_kind == TARGET_LABELS:
-        cw = np.ones(plan.n_classes) if plan.class_weight is None else plan.class_weight.astype(np.float64)
-        kept = ~ignored
-        return float(_accurate_sum(w[kept] * cw[plan.labels[kept]], axis=None))
-    return float(_accurate_sum(w, axis=None))
+def _mean_denominator(plan: Plan) -> float:
+    labels = plan.labels if plan.target_kind == TARGET_LABELS else None
+    terms = mean_denominator_terms(plan.n_rows, plan.sample_weight, plan.class_weight, labels, plan.ignore_index)
+    return float(_accurate_sum(terms, axis=None))
 
 
 def _packed_or_full_hessian(row: _Row, coef: np.ndarray, layout: str) -> np.ndarray:
@@ -176,7 +176,7 @@ def _run_target(plan: Plan) -> None:
     out = plan.outputs
     ignored = _ignored_rows(plan)
     work = _work_dtype(plan, ignored)
-    denominator = _mean_denominator(plan, ignored) if plan.reduction == "mean" else 1.0
+    denominator = _mean_denominator(plan) if plan.reduction == "mean" else 1.0
     with np.errstate(divide="ignore"):
         w = _row_weights(plan, work, denominator)
     if plan.target_kind == TARGET_NONE:
@@ -199,9 +199,8 @@ def _run_target(plan: Plan) -> None:
         per_row = finish(dot + coef * np.log1p(row.sum_excl_argmax))
         if plan.reduction == "none":
             _store(out["loss"], per_row)
-        else:  # "mean": the rows carry their 1/D; no counted rows give NaN, as torch
-            empty_mean = plan.reduction == "mean" and denominator == 0
-            _store(out["loss"], np.nan if empty_mean else _accurate_sum(per_row, axis=None))
+        else:  # "mean": the rows carry their 1/D
+            _store(out["loss"], reduced_loss(_accurate_sum(per_row, axis=None), denominator, plan.reduction))
     if "gradient" in out:
         grad = coef[:, None] * row.s - a
         grad_p = c_excl / row.S - a_p * row.sum_excl_argmax / row.S
