@@ -14,8 +14,8 @@
 #   uninitialised arena headers on purpose (address_in_range); with plain malloc every
 #   Python object is a separate heap block memcheck can track, and those false reports go.
 # * Attribution, not suppression: memcheck writes XML; every error and definite leak is
-#   kept only if one of its stack frames is in the extension (_kernels*.so, _kernels.c/.pyx
-#   or include/softmax_kernels/*.h). A leak of an array allocated by NumPy on the driver's
+#   kept only if one of its stack frames is in the extensions (_kernels*.so, _kernels.c/.pyx,
+#   _vmath_accuracy*.so or include/softmax_kernels/*.h). A leak of an array allocated by NumPy on the driver's
 #   behalf still counts, since the driver is on its allocation stack. Everything else
 #   (CPython's deliberate at-exit leaks, NumPy/OpenMP runtime internals) is counted and
 #   summarised, not failed on. Only "definite" leaks are considered: "possibly lost" and
@@ -63,7 +63,7 @@ import collections
 import sys
 import xml.etree.ElementTree as ET
 
-OURS = ("_kernels", "include/softmax_kernels/", "softmax_kernels/_kernels")
+OURS = ("_kernels", "_vmath_accuracy", "include/softmax_kernels/", "softmax_kernels/_kernels")
 
 
 def frames(error):

@@ -1,14 +1,14 @@
-/* softmax_kernels: phase 5, a target call's outputs for one row (steps 3 and 4 to 9 of
- * the recipe in row_kernels_impl.h), written once for an arithmetic type.
+/* softmax_kernels, stamped per data type and arithmetic: a target call's outputs for one row
+ * with any targets (steps 3 to 9 of the recipe in kernels.h), the general path and the one
+ * for rows the vectorised paths leave.
  *
- * Included by row_kernels_impl.h with SK_REAL (the data type), SK_MATH (the arithmetic:
- * double, or long double for the extreme rows of double data) and SK_MNAME(x) (a
- * name unique to the pair) defined. The row arrives as e_k = exp(z_k - m) in SK_MATH
- * with T, S = 1 + T and log1p(T).
+ * Stamped by stamp_data_type.h with SK_REAL (the data type), SK_MATH (the arithmetic: double,
+ * or long double for the extreme rows of double data) and SK_MNAME(x) (a name unique to the
+ * pair). The row arrives as e_k = exp(z_k - m) in SK_MATH with T, S = 1 + T and log1p(T).
  */
 
 #ifndef SK_MATH
-#error "row_outputs_impl.h is included by row_kernels_impl.h only"
+#error "row_outputs_impl.h is stamped by stamp_data_type.h only"
 #endif
 
 /* TwoSum accumulation in SK_MATH (see sk_acc in common.h). */
@@ -208,6 +208,7 @@ SK_INLINE void SK_MNAME(sk_target_outputs)(const sk_problem *pb, sk_index row, S
     st.label_coefficient = 0;
     st.label = 0;
     st.label_is_max = 0;
+    st.a_argmax = st.c_excl = st.dot = 0; /* set by sk_target_sums where targets are given */
     if (pb->target_kind == SK_TARGET_LABELS) {
         const SK_REAL *cw = (const SK_REAL *)pb->class_weight;
         st.label = pb->labels[row];

@@ -1,37 +1,33 @@
-/* softmax_kernels: AVX-512 transpositions of blocks of short rows (x86-64 Linux).
+/* softmax_kernels: tile transpositions of blocks of short rows through registers (x86-64 Linux).
  *
  * The short-row kernels (K <= 16 classes) transpose each block of rows to columns of
- * classes and back. Element by element that is a load and a store per value each way,
- * about 40% of a float loss+gradient call at K = 10. Here a tile of rows goes through
- * registers instead: 16 float rows (8 double rows, in two halves of 8 classes for K > 8)
- * are loaded one vector per row, transposed in-register (64 shuffles for 16 x 16 floats,
- * 24 for 8 x 8 doubles) and stored one vector per column; the way back loads columns and
- * stores rows. A row's vector is longer than the row and reaches into the next rows: that
- * is harmless inside the block (loads read the block's own values; stores go in row order,
- * so each row's spill is overwritten by the next row's store), and where it would pass the
- * block's end a masked load or store, which touches no byte outside its mask, is used.
- * (Masked for every row they were 2-3x slower on the Zen 4 development machine.) In L1,
- * both ways, per 10^7 values at K = 10: float 2.8 ms element-wise, 1.0 ms in tiles;
- * double 3.1 and 1.8 ms. Whole calls at 10^6 rows: float loss+gradient 12% faster at
- * K = 10 and 18% at K = 13, Hv and the Hessian diagonal 16-17%; double 6-12%.
+ * classes and back. Here a tile of rows goes through registers instead of a load and a store
+ * per value: 16 float rows (8 double rows, in two halves of 8 classes for K > 8) are loaded
+ * one vector per row, transposed in-register (64 shuffles for 16 x 16 floats, 24 for 8 x 8
+ * doubles) and stored one vector per column; the way back loads columns and stores rows. A
+ * row's vector is longer than the row and reaches into the next rows: that is harmless inside
+ * the block (loads read the block's own values; stores go in row order, so each row's spill
+ * is overwritten by the next row's store), and where it would pass the block's end a masked
+ * load or store, which touches no byte outside its mask, is used.
  *
- * Float rows also have AVX2 tiles, for CPUs without AVX-512: 8 x 8 transposes (24
- * shuffles; two for K > 8) with plain loads and stores only, so a block's last tile, where
- * a vector would pass the block's end, is left to the element-wise loops. In L1, both ways,
- * per 10^7 values at K = 10: 2.6 ms element-wise, 1.1 ms in AVX2 tiles.
+ * Float rows also have AVX2 tiles, for CPUs without AVX-512: 8 x 8 transposes with plain
+ * loads and stores only, so a block's last tile, where a vector would pass the block's end,
+ * is left to the element-wise loops. Measurements: docs/performance-notes.md, "Tile
+ * transpositions".
  *
- * These functions are compiled for AVX-512F or AVX2 alone (a target attribute), outside
- * the dispatched clones, and called only where the CPU has that extension: at compile time
- * in a build for such a CPU, else after a run-time check (sk_rows_to_columns_tiles_f and
- * the like pick the widest). Other compilers and systems keep the element-wise
- * transpositions of row_kernels_impl.h, and so do builds with -DSK_NO_SIMD_TRANSPOSE;
+ * These functions are compiled for AVX-512F or AVX2 alone (a target attribute), outside the
+ * dispatched clones, and called only where the CPU has that extension: at compile time in a
+ * build for such a CPU, else after a run-time check (sk_rows_to_columns_tiles_f and the like
+ * pick the widest). Other compilers and systems keep the element-wise transpositions of
+ * short_transpose_impl.h, and so do builds with -DSK_NO_SIMD_TRANSPOSE;
  * -DSK_NO_AVX512_TRANSPOSE leaves out the AVX-512 tiles only (tools/isa_builds.sh uses both,
  * to test each path on an AVX-512 machine).
  */
 #ifndef SOFTMAX_KERNELS_TRANSPOSE_X86_H
 #define SOFTMAX_KERNELS_TRANSPOSE_X86_H
 
-#include "common.h"
+#include "block.h"
+#include "portability.h"
 
 /* Linux only: there GCC and Clang both answer __builtin_cpu_supports from their runtime
  * library; other systems keep the element-wise transpositions. */
@@ -43,12 +39,9 @@
 #define SK_AVX512 __attribute__((target("avx512f")))
 #define SK_AVX2 __attribute__((target("avx2")))
 
-/* The smallest K the tiles are used for. Below it the element-wise transpositions, which
- * the compiler turns into whole-vector shuffles for K <= 4, are as fast or faster. In L1,
- * both ways, per 10^7 values: float K = 4 1.1 ms element-wise, 2.0 ms in tiles; K = 5 3.0
- * and 1.6 ms. Double K = 4 was faster in tiles in L1 (2.8 and 1.6 ms) but 3-8% slower in
- * a whole loss+gradient call at 10^6 rows; K = 5 and up gained there. AVX2 float tiles:
- * K = 4 1.2 ms element-wise and 1.3 ms in tiles, K = 5 2.7 and 1.2 ms. */
+/* The smallest K the tiles are used for: below it the element-wise transpositions, which
+ * the compiler turns into whole-vector shuffles for K <= 4, are as fast or faster
+ * (docs/performance-notes.md, "SK_TILE_MIN_CLASSES"). */
 #define SK_TILE_MIN_CLASSES 5
 
 /* Whether the AVX-512 or AVX2 tiles may run: known at compile time where the build targets

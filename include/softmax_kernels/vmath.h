@@ -30,7 +30,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "common.h"
+#include "portability.h"
+#include "problem.h"
 
 SK_INLINE double sk_bits_to_double(uint64_t bits)
 {

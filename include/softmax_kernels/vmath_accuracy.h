@@ -12,7 +12,8 @@
 #include <float.h>
 #include <math.h>
 
-#include "common.h"
+#include "portability.h"
+#include "problem.h"
 #include "vmath.h"
 
 /* Error of `computed` in ulps of `exact` for a format with `digits` mantissa bits and

@@ -4,7 +4,7 @@ arguments they take."""
 
 from __future__ import annotations
 
-from ._operations import NO_TARGETS, TARGETS_REQUIRED, Operation
+from ._operations import NO_TARGETS, OUTPUT_KINDS, TARGETS_REQUIRED, Operation
 
 _PARAMETERS = {
     "z": """z : array_like, shape (..., K)
@@ -44,7 +44,7 @@ _OUTPUTS = {
     "hessian_diagonal": "ndarray of z's shape",
 }
 
-_OUT_RULES = "Exact shape and dtype, C-contiguous, writeable, overlapping no input"
+_OUT_RULES = "Exact shape and dtype,\n    C-contiguous, writeable, overlapping no input"
 
 _TARGET_NOTES = """Notes
 -----
@@ -67,7 +67,7 @@ def _parameter(name: str, operation: Operation) -> str:
 
 
 def _out_parameter(name: str, kind: str) -> str:
-    in_place = " May be z itself." if kind in ("softmax", "log_softmax", "gradient") else ""
+    in_place = " May be z itself." if OUTPUT_KINDS[kind].may_be_z else ""
     return f"{name} : {_OUTPUTS[kind]}, optional\n    Where to write the {kind}. {_OUT_RULES}.{in_place}"
 
 

@@ -67,7 +67,7 @@ import softmax_kernels as _sk
 
 from ._api import function_with_signature
 from ._docstrings import docstring
-from ._operations import OPERATIONS, PUBLIC_NAMES, hessian_width
+from ._operations import OPERATIONS, PUBLIC_NAMES, output_shape
 from ._reduction import mean_denominator_terms, reduced_loss
 from ._validate import (
     TARGET_LABELS,
@@ -228,15 +228,8 @@ def _output(tuples, index, kind, described, reduction, denominator, layout):
         if reduction == "mean":
             total = da.map_blocks(_mean_of, total, denominator, dtype=np.float64)
         return total.astype(described.dtype)
-    n_classes = described.n_classes
-    if kind == "loss":
-        extra = ()
-    elif kind == "hessian" and layout == "full":
-        extra = ((n_classes,), (n_classes,))
-    elif kind == "hessian":
-        extra = ((hessian_width(n_classes, layout),),)
-    else:
-        extra = ((n_classes,),)
+    shape = output_shape(kind, described.batch_shape, described.n_classes, reduction, layout)
+    extra = tuple((n,) for n in shape[n_batch_axes:])
     new_axis = list(range(n_batch_axes, n_batch_axes + len(extra))) or None
     return da.map_blocks(
         _pick_output, tuples, index, False, n_batch_axes,
