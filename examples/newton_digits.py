@@ -2,8 +2,8 @@
 
 Fits the 10-class logistic regression of scikit-learn's bundled digits data
 (1797 images x 64 pixels, shipped with scikit-learn, no download) with a plain
-damped Newton method built on ``softmax_kernels.loss_gradient_hessian``, and
-checks that it reaches the optimum that
+damped Newton method built on ``softmax_kernels.linear``, and checks that it
+reaches the optimum that
 ``sklearn.linear_model.LogisticRegression(solver="newton-cholesky")`` reaches,
 in no more Newton iterations.
 
@@ -13,21 +13,16 @@ means the same thing for both solvers:
     f(W, b) = (1/n) sum_i loss(W x_i + b, y_i) + (lambda/2) ||W||^2,
     lambda = 1/(C n)                (the intercept b is not penalised)
 
-i.e. (C sum_i loss + 1/2 ||W||^2) / (C n).
-
-Why the packed Hessian is all we need: with z_i = Theta x~_i (x~_i = [x_i, 1],
-Theta = [W, b] of shape K x p) the Hessian of the data term with respect to
-vec(Theta) is (1/n) sum_i H_i (x) x~_i x~_i^T, H_i the K x K softmax Hessian of
-row i. Its (k, l) block of size p x p is X~^T diag(h_kl) X~, where h_kl is the
-column of the packed per-row Hessians that holds H_i[k, l]. So the full
-(K p) x (K p) Hessian is K(K+1)/2 matrix products, one per class pair.
+i.e. (C sum_i loss + 1/2 ||W||^2) / (C n). ``softmax_kernels.linear`` gives f,
+its gradient and its Hessian with respect to coef = [W, b] (K x (d+1)), the
+Hessian in scikit-learn's parameter order (that of ``coef.ravel(order="F")``),
+assembled from the kernels' accurate per-row Hessians with BLAS.
 
 Run:  python examples/newton_digits.py [--subsample N] [--C C] [--tol TOL] [--repeat R]
 
-Both solvers spend most of their time assembling the same (K p) x (K p)
-Hessian with BLAS (softmax_kernels' part, the per-row loss, gradient and
-packed Hessian, is well under 1 ms per iteration here). On a small or busy
-machine, OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 gives steadier timings.
+On a small or busy machine, OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 gives
+steadier timings. examples/newton_synthetic.py runs the same comparison on a
+larger generated problem.
 """
 
 from __future__ import annotations
@@ -41,6 +36,7 @@ import numpy as np
 import scipy.linalg
 
 import softmax_kernels as sk
+import softmax_kernels.linear as linear
 
 # Armijo backtracking as in scikit-learn's NewtonSolver, so that the iteration
 # counts of the two solvers measure the same thing.
@@ -49,48 +45,9 @@ BACKTRACK_FACTOR = 0.5
 MAX_BACKTRACKS = 21
 
 
-def packed_upper_pairs(n_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """Class pair (k, l), k <= l, of every "packed_upper" position, in storage order.
-
-    Read back from ``sk.pack`` (which stores H[k, l] of a K x K matrix at
-    l(l+1)/2 + k) rather than re-deriving the formula here.
-    """
-    flat_index = sk.pack(np.arange(n_classes * n_classes).reshape(n_classes, n_classes))
-    return np.divmod(flat_index, n_classes)
-
-
-def with_intercept_column(X: np.ndarray) -> np.ndarray:
-    """The fit_intercept design X~ = [X, 1]."""
-    return np.hstack([X, np.ones((X.shape[0], 1), dtype=X.dtype)])
-
-
-def objective(theta: np.ndarray, X1: np.ndarray, y: np.ndarray, l2: float) -> float:
-    """f(Theta): mean softmax cross-entropy plus (l2/2) ||W||^2 (intercept column excluded)."""
-    weights = theta[:, :-1]
-    data_term = float(sk.loss(X1 @ theta.T, y, reduction="mean"))
-    return data_term + 0.5 * l2 * float(np.sum(weights * weights))
-
-
-def objective_gradient_hessian(theta, X1, y, l2, class_pairs):
-    """f, its gradient (K x p) and its Hessian ((K p) x (K p), class-major) at Theta."""
-    n_classes, n_params = theta.shape
-    data_term, grad_z, hess_z = sk.loss_gradient_hessian(X1 @ theta.T, y, reduction="mean")
-
-    weights = theta[:, :-1]
-    value = float(data_term) + 0.5 * l2 * float(np.sum(weights * weights))
-    gradient = grad_z.T @ X1
-    gradient[:, :-1] += l2 * weights
-
-    hessian = np.empty((n_classes * n_params, n_classes * n_params))
-    for position, (k, l) in enumerate(zip(*class_pairs)):
-        # Block (k, l) = X~^T diag(H_i[k, l]) X~; it is symmetric itself, so it
-        # also fills block (l, k).
-        block = X1.T @ (hess_z[:, position, None] * X1)
-        hessian[k * n_params:(k + 1) * n_params, l * n_params:(l + 1) * n_params] = block
-        hessian[l * n_params:(l + 1) * n_params, k * n_params:(k + 1) * n_params] = block
-    is_weight = np.tile(np.arange(n_params) < n_params - 1, n_classes)
-    hessian[np.diag_indices_from(hessian)] += np.where(is_weight, l2, 0.0)
-    return value, gradient, hessian
+def objective(coef: np.ndarray, X: np.ndarray, y: np.ndarray, l2: float) -> float:
+    """f(coef): mean softmax cross-entropy plus (l2/2) ||W||^2 (intercept column excluded)."""
+    return float(linear.loss_gradient(coef, X, y, l2=l2)[0])
 
 
 def newton_step(gradient: np.ndarray, hessian: np.ndarray) -> np.ndarray:
@@ -109,15 +66,16 @@ def newton_step(gradient: np.ndarray, hessian: np.ndarray) -> np.ndarray:
     to zero, scikit-learn's symmetric parametrisation, without changing f.
     """
     n_classes, n_params = gradient.shape
-    intercepts = np.arange(n_classes) * n_params + (n_params - 1)
-    pinned = hessian.copy()
-    # mu = 1/K gives the pinned direction e/|e| the eigenvalue 1.
-    pinned[np.ix_(intercepts, intercepts)] += 1.0 / n_classes
-    factor = scipy.linalg.cho_factor(pinned, check_finite=False)
-    return -scipy.linalg.cho_solve(factor, gradient.ravel(), check_finite=False).reshape(gradient.shape)
+    # In the order of coef.ravel(order="F"), the intercepts are the last K parameters.
+    intercepts = np.arange(n_classes) + n_classes * (n_params - 1)
+    # mu = 1/K gives the pinned direction e/|e| the eigenvalue 1 (hessian is ours to change).
+    hessian[np.ix_(intercepts, intercepts)] += 1.0 / n_classes
+    factor = scipy.linalg.cho_factor(hessian, overwrite_a=True, check_finite=False)
+    step = scipy.linalg.cho_solve(factor, gradient.ravel(order="F"), check_finite=False)
+    return -step.reshape(gradient.shape, order="F")
 
 
-def backtracking_line_search(theta, step, value, slope, X1, y, l2):
+def backtracking_line_search(theta, step, value, slope, X, y, l2):
     """Largest t in 1, 1/2, 1/4, ... with Armijo decrease; (new theta, new value, t).
 
     Near the optimum the decrease falls below the rounding of f itself; a
@@ -127,7 +85,7 @@ def backtracking_line_search(theta, step, value, slope, X1, y, l2):
     t = 1.0
     for _ in range(MAX_BACKTRACKS):
         candidate = theta + t * step
-        candidate_value = objective(candidate, X1, y, l2)
+        candidate_value = objective(candidate, X, y, l2)
         change = candidate_value - value
         if change <= ARMIJO_SIGMA * t * slope or abs(change) <= rounding:
             return candidate, candidate_value, t
@@ -165,15 +123,14 @@ def fit_newton(X, y, C=1.0, tol=1e-10, max_iter=100):
         raise ValueError(f"y: every class in 0..{len(class_counts) - 1} needs a row; "
                          f"missing {np.flatnonzero(class_counts == 0).tolist()}")
     n_classes = len(class_counts)
-    X1 = with_intercept_column(X)
     l2 = 1.0 / (C * n_samples)
-    class_pairs = packed_upper_pairs(n_classes)
 
     theta = np.zeros((n_classes, n_features + 1))
     history = []
     step_size = None
     for n_iter in range(max_iter + 1):
-        value, gradient, hessian = objective_gradient_hessian(theta, X1, y, l2, class_pairs)
+        value, gradient, hessian = linear.loss_gradient_hessian(theta, X, y, l2=l2)
+        value = float(value)
         step = newton_step(gradient, hessian)
         slope = float(np.vdot(gradient, step))  # = -g^T H^-1 g, the squared Newton decrement
         grad_max = float(np.max(np.abs(gradient)))
@@ -184,7 +141,7 @@ def fit_newton(X, y, C=1.0, tol=1e-10, max_iter=100):
             warnings.warn(f"Newton's method did not converge in {max_iter} iterations", RuntimeWarning,
                           stacklevel=2)
             break
-        theta, _, step_size = backtracking_line_search(theta, step, value, slope, X1, y, l2)
+        theta, _, step_size = backtracking_line_search(theta, step, value, slope, X, y, l2)
     # Rounding lets the intercepts drift from summing to zero; re-centre them (f is unchanged).
     intercept = theta[:, -1] - theta[:, -1].mean()
     return theta[:, :-1].copy(), intercept, n_iter, history
@@ -192,8 +149,8 @@ def fit_newton(X, y, C=1.0, tol=1e-10, max_iter=100):
 
 def sklearn_objective(W, b, X, y, C):
     """f at (W, b), computed the same way for both solvers' answers."""
-    X1 = with_intercept_column(np.asarray(X, dtype=np.float64))
-    return objective(np.column_stack([W, b]), X1, np.asarray(y), 1.0 / (C * X.shape[0]))
+    X = np.asarray(X, dtype=np.float64)
+    return objective(np.column_stack([W, b]), X, np.asarray(y), 1.0 / (C * X.shape[0]))
 
 
 def predict_proba(W, b, X):

@@ -63,6 +63,13 @@ static inline sk_index sk_short_work_doubles(sk_index n_classes)
     return n_classes <= SK_SMALL_CLASSES ? 3 * 16 * n_classes + 2 * 8 * (n_classes * n_classes + 16) : 0;
 }
 
+/* The summed Hessian's factors of short rows: 3 K values per row, rows padded to 8
+ * (hessian_sum_impl.h). */
+static inline sk_index sk_sum_work_doubles(sk_index n_classes)
+{
+    return n_classes <= SK_SMALL_CLASSES ? 3 * (SK_STRIP_ELEMENTS + 8 * SK_SMALL_CLASSES) : 0;
+}
+
 /* Unused doubles between the strip and the regions after it: a measured layout, not a
  * derived one (docs/performance-notes.md, "SK_STRIP_GAP"). */
 #define SK_STRIP_GAP 16
@@ -77,7 +84,8 @@ static inline sk_index sk_scratch_doubles(sk_index n_classes)
 {
     const sk_index rows = sk_block_rows(n_classes);
     return 2 * sk_round8(rows * n_classes) + SK_STRIP_GAP + sk_round8(3 * sk_wide_doubles() * n_classes) +
-           (9 + SK_ROW_VALUES) * sk_round8(rows) + sk_short_work_doubles(n_classes);
+           (9 + SK_ROW_VALUES) * sk_round8(rows) + sk_short_work_doubles(n_classes) +
+           sk_sum_work_doubles(n_classes);
 }
 
 /* The regions of one thread's scratch (R = sk_block_rows(K) rows of K classes). */
@@ -94,6 +102,7 @@ typedef struct {
     double *log1p_sum;      /* log1p(T) */
     double *row_values;     /* SK_ROW_VALUES arrays of R doubles for the output paths */
     double *short_work;     /* sk_short_work_doubles(K) */
+    double *sum_work;       /* sk_sum_work_doubles(K) */
     unsigned char *status;  /* R sk_row_status values */
 } sk_block;
 
@@ -111,7 +120,8 @@ SK_INLINE sk_block sk_block_layout(double *scratch, sk_index n_classes)
     blk.log1p_sum = blk.sum_excl + sk_round8(rows);
     blk.row_values = blk.log1p_sum + sk_round8(rows);
     blk.short_work = blk.row_values + SK_ROW_VALUES * sk_round8(rows);
-    blk.status = (unsigned char *)(blk.short_work + sk_short_work_doubles(n_classes));
+    blk.sum_work = blk.short_work + sk_short_work_doubles(n_classes);
+    blk.status = (unsigned char *)(blk.sum_work + sk_sum_work_doubles(n_classes));
     return blk;
 }
 

@@ -55,33 +55,27 @@ SK_DISPATCH static void SK_NAME(sk_log_softmax_block)(const sk_problem *pb, sk_i
 
 /* ---- targets ------------------------------------------------------------------------------ */
 
-/* The wider type of extreme rows: long double for double data where it is wider, else double. */
-#if SK_IS_DOUBLE && SK_HAVE_WIDE_LONG_DOUBLE
-#define SK_WIDE long double
-#define SK_WIDE_NAME(name) SK_NAME(name##_ml)
-#define SK_WIDE_EXP expl
-#define SK_WIDE_LOG1P log1pl
-#else
-#define SK_WIDE double
-#define SK_WIDE_NAME(name) SK_NAME(name##_md)
-#define SK_WIDE_EXP sk_exp_d
-#define SK_WIDE_LOG1P sk_log1p_d
-#endif
-
-/* A row computed all in SK_WIDE: the extreme rows, and for float data the rows whose gradient
- * subtracts dense targets (where float's exp would cost digits the contract promises). */
-SK_INLINE void SK_NAME(sk_target_row_wide)(const sk_problem *pb, sk_index row, SK_REAL row_max, void *row_work)
+/* e_k = exp(z_k - m) of a row in SK_WIDE, and T (computed as sk_excl_value does for double data). */
+SK_INLINE SK_WIDE SK_NAME(sk_wide_exp_row)(const sk_problem *pb, sk_index row, SK_REAL row_max, SK_WIDE *e)
 {
     const sk_index n_classes = pb->n_classes;
     const SK_REAL *z = (const SK_REAL *)pb->z + row * n_classes;
-    SK_WIDE *e = (SK_WIDE *)row_work, *s = e + n_classes, *minus_cs = s + n_classes;
     SK_SIMD
     for (sk_index k = 0; k < n_classes; ++k)
         e[k] = SK_WIDE_EXP((SK_WIDE)z[k] - (SK_WIDE)row_max);
     SK_WIDE_NAME(sk_macc) total = {0, 0};
     for (sk_index k = 0; k < n_classes; ++k)
         SK_WIDE_NAME(sk_macc_add)(&total, e[k]);
-    const SK_WIDE sum_excl = (total.sum - 1) + total.err; /* as sk_excl_value for double data */
+    return (total.sum - 1) + total.err;
+}
+
+/* A row computed all in SK_WIDE: the extreme rows, and for float data the rows whose gradient
+ * subtracts dense targets (where float's exp would cost digits the contract promises). */
+SK_INLINE void SK_NAME(sk_target_row_wide)(const sk_problem *pb, sk_index row, SK_REAL row_max, void *row_work)
+{
+    const sk_index n_classes = pb->n_classes;
+    SK_WIDE *e = (SK_WIDE *)row_work, *s = e + n_classes, *minus_cs = s + n_classes;
+    const SK_WIDE sum_excl = SK_NAME(sk_wide_exp_row)(pb, row, row_max, e);
     SK_WIDE_NAME(sk_target_outputs)(pb, row, row_max, sum_excl, SK_WIDE_LOG1P(sum_excl), e, s, minus_cs);
 }
 
@@ -189,11 +183,6 @@ SK_DISPATCH static void SK_NAME(sk_target_block)(const sk_problem *pb, sk_index 
         return; /* the common case: nothing left to do, and no per-row loop to run through */
     SK_NAME(sk_target_rows)(pb, row_begin, n_rows, &blk, vectorised);
 }
-
-#undef SK_WIDE
-#undef SK_WIDE_NAME
-#undef SK_WIDE_EXP
-#undef SK_WIDE_LOG1P
 
 /* ---- the "mean" denominator ------------------------------------------------------------------ */
 

@@ -33,7 +33,8 @@
  *   SK_NAME(sk_hessian_tile_avx512), SK_NAME(sk_rows_to_columns_tiles) and the like name the
  *   per-type functions of transpose_x86.h (sk_..._f, sk_..._d), written out there.
  * The entry points are sk_softmax_block_f/_d, sk_log_softmax_block_f/_d, sk_target_block_f/_d
- * (entry_points_impl.h), looked up by sk_block_function below.
+ * (entry_points_impl.h), looked up by sk_block_function below, and sk_hessian_sum_block_f/_d
+ * (hessian_sum_impl.h), looked up by sk_hessian_sum_function.
  */
 #ifndef SOFTMAX_KERNELS_KERNELS_H
 #define SOFTMAX_KERNELS_KERNELS_H
@@ -86,6 +87,63 @@ static inline sk_block_fn sk_block_function(sk_kernel kernel, int is_double)
     default:
         return is_double ? sk_target_block_d : sk_target_block_f;
     }
+}
+
+static inline sk_sum_block_fn sk_hessian_sum_function(int is_double)
+{
+    return is_double ? sk_hessian_sum_block_d : sk_hessian_sum_block_f;
+}
+
+/* A kernel writing the factors of rows [row_begin, row_end): s and the diagonal terms (K
+ * values per row) and c (one per row). */
+typedef void (*sk_factor_block_fn)(const sk_problem *problem, sk_index row_begin, sk_index row_end,
+                                   double *scratch, double *s, double *c, double *diag);
+
+static inline sk_factor_block_fn sk_hessian_factors_function(int is_double)
+{
+    return is_double ? sk_hessian_factors_block_d : sk_hessian_factors_block_f;
+}
+
+/* (sum, error) += x, element by element, compensated (TwoSum). */
+static inline void sk_add_compensated(double *sum, double *error, const double *x, sk_index n)
+{
+    SK_SIMD
+    for (sk_index j = 0; j < n; ++j)
+        sk_two_sum_add(&sum[j], &error[j], x[j]);
+}
+
+/* (sum, error)[k] += x[i][k] for every row i of the (n_rows, width) array x, compensated, in
+ * row order. */
+static inline void sk_add_rows_compensated(double *sum, double *error, const double *x, sk_index n_rows,
+                                           sk_index width)
+{
+    for (sk_index i = 0; i < n_rows; ++i)
+        sk_add_compensated(sum, error, x + i * width, width);
+}
+
+/* out[j] = sum over the chunks of partials[chunk][0][j] + partials[chunk][1][j] (a sum and its
+ * error per element), compensated, in chunk order: the chunks' partial sums of a summed
+ * output, combined the same way whatever the threads that computed them. */
+static inline void sk_merge_partial_sums(const double *partials, sk_index n_chunks, sk_index width, double *out)
+{
+    for (sk_index j = 0; j < width; ++j) {
+        sk_acc total = {0.0, 0.0};
+        for (sk_index c = 0; c < n_chunks; ++c) {
+            sk_acc_add(&total, partials[(2 * c) * width + j]);
+            total.err += partials[(2 * c + 1) * width + j];
+        }
+        out[j] = sk_acc_value(&total);
+    }
+}
+
+/* Products of feature pairs for the linear model's parameter Hessian (feature_pairs_impl.h). */
+static inline void sk_feature_pairs(const void *x, sk_index n_rows, sk_index n_features, sk_index t0, sk_index t1,
+                                    void *out, int is_double)
+{
+    if (is_double)
+        sk_feature_pairs_d((const double *)x, n_rows, n_features, t0, t1, (double *)out);
+    else
+        sk_feature_pairs_f((const float *)x, n_rows, n_features, t0, t1, (float *)out);
 }
 
 static inline double sk_mean_denominator(const sk_problem *pb, int is_double)

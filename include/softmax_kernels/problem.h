@@ -34,6 +34,7 @@ typedef struct {
     const void *sample_weight;
     const void *class_weight;
     const void *v;
+    const int64_t *groups;    /* the summed Hessian's group of each row, or NULL: one group */
     void *row_loss;           /* per-row loss: double, or the data type (row_loss_is_double 0) */
     int row_loss_is_double;   /* always 1 for double data and for reductions */
     void *softmax;
@@ -47,5 +48,9 @@ typedef struct {
 /* A kernel over the rows [row_begin, row_end), at most sk_block_rows(K) of them, with one
  * thread's scratch of sk_scratch_doubles(K) doubles. */
 typedef void (*sk_block_fn)(const sk_problem *problem, sk_index row_begin, sk_index row_end, double *scratch);
+
+/* A kernel that adds rows [row_begin, row_end) to compensated sums (sum, error). */
+typedef void (*sk_sum_block_fn)(const sk_problem *problem, sk_index row_begin, sk_index row_end, double *scratch,
+                                double *sum, double *error);
 
 #endif /* SOFTMAX_KERNELS_PROBLEM_H */

@@ -190,6 +190,38 @@ SK_INLINE void SK_MNAME(sk_write_hessian_vector_product)(const sk_problem *pb, s
     hv[p] = (SK_REAL)(coef * (s[p] * (SK_MNAME(sk_macc_value)(&ediff) / st->sum)));
 }
 
+/* Step 3 for one row: its state, from m and T, with the target sums (c, and what the loss
+ * and gradient need). */
+SK_INLINE void SK_MNAME(sk_row_state_init)(const sk_problem *pb, sk_index row, const SK_REAL *z, SK_REAL row_max,
+                                           SK_MATH sum_excl, SK_MNAME(sk_row_state) *st)
+{
+    st->row_max = row_max;
+    st->sum_excl_argmax = sum_excl;
+    st->sum = 1 + sum_excl;
+    /* "mean" folds 1/D into the row weight, before any product can underflow (a tiny w
+     * with D = w must give the same digits as w = D = 1). */
+    st->row_weight = (pb->sample_weight ? (SK_MATH)((const SK_REAL *)pb->sample_weight)[row] : 1) /
+                     (SK_MATH)pb->denominator;
+    st->sparse_labels = pb->target_kind == SK_TARGET_LABELS && pb->label_smoothing == 0.0;
+    st->label_coefficient = 0;
+    st->label = 0;
+    st->label_is_max = 0;
+    st->a_argmax = st->c_excl = st->dot = 0; /* set by sk_target_sums where targets are given */
+    if (pb->target_kind == SK_TARGET_LABELS) {
+        const SK_REAL *cw = (const SK_REAL *)pb->class_weight;
+        st->label = pb->labels[row];
+        st->label_is_max = z[st->label] == row_max;
+        st->label_coefficient = (st->row_weight * (cw ? (SK_MATH)cw[st->label] : 1)) * (SK_MATH)pb->one_minus_eps;
+    }
+    /* Any arg-max can play p; with labels on a maximum, the label's keeps the sums consistent. */
+    st->argmax = 0;
+    if (st->sparse_labels && st->label_is_max)
+        st->argmax = st->label;
+    else if (!st->sparse_labels || pb->hessian_vector_product)
+        st->argmax = SK_NAME(sk_first_argmax)(z, pb->n_classes, row_max);
+    SK_MNAME(sk_target_sums)(pb, row, z, st);
+}
+
 /* Steps 3-9 for one valid row; e holds exp(z_k - m), T = sum_excl_argmax. */
 SK_INLINE void SK_MNAME(sk_target_outputs)(const sk_problem *pb, sk_index row, SK_REAL row_max, SK_MATH sum_excl,
                                            SK_MATH log1p_sum, const SK_MATH *e, SK_MATH *s, SK_MATH *minus_cs)
@@ -197,31 +229,7 @@ SK_INLINE void SK_MNAME(sk_target_outputs)(const sk_problem *pb, sk_index row, S
     const sk_index n_classes = pb->n_classes;
     const SK_REAL *z = SK_CROW(pb->z, row, n_classes);
     SK_MNAME(sk_row_state) st;
-    st.row_max = row_max;
-    st.sum_excl_argmax = sum_excl;
-    st.sum = 1 + sum_excl;
-    /* "mean" folds 1/D into the row weight, before any product can underflow (a tiny w
-     * with D = w must give the same digits as w = D = 1). */
-    st.row_weight = (pb->sample_weight ? (SK_MATH)((const SK_REAL *)pb->sample_weight)[row] : 1) /
-                    (SK_MATH)pb->denominator;
-    st.sparse_labels = pb->target_kind == SK_TARGET_LABELS && pb->label_smoothing == 0.0;
-    st.label_coefficient = 0;
-    st.label = 0;
-    st.label_is_max = 0;
-    st.a_argmax = st.c_excl = st.dot = 0; /* set by sk_target_sums where targets are given */
-    if (pb->target_kind == SK_TARGET_LABELS) {
-        const SK_REAL *cw = (const SK_REAL *)pb->class_weight;
-        st.label = pb->labels[row];
-        st.label_is_max = z[st.label] == row_max;
-        st.label_coefficient = (st.row_weight * (cw ? (SK_MATH)cw[st.label] : 1)) * (SK_MATH)pb->one_minus_eps;
-    }
-    /* Any arg-max can play p; with labels on a maximum, the label's keeps the sums consistent. */
-    st.argmax = 0;
-    if (st.sparse_labels && st.label_is_max)
-        st.argmax = st.label;
-    else if (!st.sparse_labels || pb->hessian_vector_product)
-        st.argmax = SK_NAME(sk_first_argmax)(z, n_classes, row_max);
-    SK_MNAME(sk_target_sums)(pb, row, z, &st);
+    SK_MNAME(sk_row_state_init)(pb, row, z, row_max, sum_excl, &st);
     if (pb->row_loss)
         SK_NAME(sk_store_row_loss)(pb, row, (double)(st.dot + st.c * log1p_sum));
     /* The softmax vector is needed by everything but the labels-only gradient. */
@@ -246,4 +254,49 @@ SK_INLINE void SK_MNAME(sk_target_outputs)(const sk_problem *pb, sk_index row, S
     /* Last: the gradient may overwrite z (in place), which the outputs above still read. */
     if (pb->gradient)
         SK_MNAME(sk_write_gradient)(pb, row, &st, e, s, SK_ROW(pb->gradient, row, n_classes));
+}
+
+/* Adds one valid row's Hessian, in packed upper order, to the compensated sums (sum, error)
+ * of its group: the terms of sk_write_hessian, each rounded once to double. */
+SK_INLINE void SK_MNAME(sk_add_row_hessian)(const sk_problem *pb, sk_index row, SK_REAL row_max, SK_MATH sum_excl,
+                                            const SK_MATH *e, SK_MATH *s, SK_MATH *minus_cs, double *sum,
+                                            double *error)
+{
+    const sk_index n_classes = pb->n_classes;
+    const SK_REAL *z = SK_CROW(pb->z, row, n_classes);
+    SK_MNAME(sk_row_state) st;
+    SK_MNAME(sk_row_state_init)(pb, row, z, row_max, sum_excl, &st);
+    const SK_MATH coef = st.c;
+    SK_SIMD
+    for (sk_index k = 0; k < n_classes; ++k) {
+        s[k] = e[k] / st.sum;
+        minus_cs[k] = -(coef * s[k]);
+    }
+    for (sk_index j = 0; j < n_classes; ++j) {
+        double *column_sum = sum + sk_packed_upper_index(0, j), *column_error = error + sk_packed_upper_index(0, j);
+        const SK_MATH minus_cs_j = minus_cs[j];
+        SK_SIMD
+        for (sk_index i = 0; i < j; ++i)
+            sk_two_sum_add(&column_sum[i], &column_error[i], (double)(minus_cs_j * s[i]));
+        sk_two_sum_add(&column_sum[j], &column_error[j],
+                       (double)((coef * s[j]) * SK_MNAME(sk_one_minus_s)(&st, z[j], e[j])));
+    }
+}
+
+/* One valid row's factors of the Hessian, in double: s_k, the diagonal (c s_k)(1 - s_k), and
+ * returns c (H_kl = -c s_k s_l off the diagonal). */
+SK_INLINE double SK_MNAME(sk_row_factors)(const sk_problem *pb, sk_index row, SK_REAL row_max, SK_MATH sum_excl,
+                                          const SK_MATH *e, double *s_out, double *diag_out)
+{
+    const sk_index n_classes = pb->n_classes;
+    const SK_REAL *z = SK_CROW(pb->z, row, n_classes);
+    SK_MNAME(sk_row_state) st;
+    SK_MNAME(sk_row_state_init)(pb, row, z, row_max, sum_excl, &st);
+    const SK_MATH coef = st.c;
+    for (sk_index k = 0; k < n_classes; ++k) {
+        const SK_MATH s_k = e[k] / st.sum;
+        s_out[k] = (double)s_k;
+        diag_out[k] = (double)((coef * s_k) * SK_MNAME(sk_one_minus_s)(&st, z[k], e[k]));
+    }
+    return (double)coef;
 }

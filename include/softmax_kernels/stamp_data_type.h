@@ -27,4 +27,24 @@
 #undef SK_MNAME
 #endif
 
+/* The wider type of extreme rows: long double for double data where it is wider, else double. */
+#if SK_IS_DOUBLE && SK_HAVE_WIDE_LONG_DOUBLE
+#define SK_WIDE long double
+#define SK_WIDE_NAME(name) SK_NAME(name##_ml)
+#define SK_WIDE_EXP expl
+#define SK_WIDE_LOG1P log1pl
+#else
+#define SK_WIDE double
+#define SK_WIDE_NAME(name) SK_NAME(name##_md)
+#define SK_WIDE_EXP sk_exp_d
+#define SK_WIDE_LOG1P sk_log1p_d
+#endif
+
 #include "entry_points_impl.h"
+#include "hessian_sum_impl.h"
+#include "feature_pairs_impl.h"
+
+#undef SK_WIDE
+#undef SK_WIDE_NAME
+#undef SK_WIDE_EXP
+#undef SK_WIDE_LOG1P

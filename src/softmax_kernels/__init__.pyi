@@ -6,6 +6,7 @@ from . import reference as reference
 from .reference import gradient as gradient
 from .reference import hessian as hessian
 from .reference import hessian_diagonal as hessian_diagonal
+from .reference import hessian_sum as hessian_sum
 from .reference import hessian_vector_product as hessian_vector_product
 from .reference import log_softmax as log_softmax
 from .reference import loss as loss
@@ -25,6 +26,7 @@ __all__ = [
     "loss_gradient_hessian",
     "hessian_vector_product",
     "hessian_diagonal",
+    "hessian_sum",
     "pack",
     "unpack",
     "show_config",

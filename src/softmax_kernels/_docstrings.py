@@ -23,9 +23,13 @@ _PARAMETERS = {
     eps: the target becomes (1 - eps) onehot(y) + eps / K (soft targets: y in place of onehot).""",
     "ignore_index": """ignore_index : int, optional
     Rows whose label equals it contribute exactly zero, whatever their logits hold.""",
-    "reduction": """reduction : {{"none", "sum", "mean"}}, default "{default}"
+    "reduction": """reduction : {{{choices}}}, default "{default}"
     "mean" divides by sum of w cw_y over non-ignored rows (labels) or sum of w (soft targets,
     or y=None); derivatives are those of the reduced loss.""",
+    "groups": """groups : array_like of integers of the batch shape, optional
+    The group of each row, in [0, n_groups): one summed Hessian per group.""",
+    "n_groups": """n_groups : int, optional
+    The number of groups (with groups only); default: the largest group + 1.""",
     "layout": """layout : {"packed_upper", "packed_lower", "full"}, default "packed_upper"
     LAPACK UPLO='U' / UPLO='L' packed storage of length K(K+1)/2 per row, or (K, K).""",
     "num_threads": """num_threads : int, optional
@@ -42,6 +46,7 @@ _OUTPUTS = {
     "hessian": "ndarray (..., K(K+1)/2) packed or (..., K, K) full",
     "hessian_vector_product": "ndarray of z's shape",
     "hessian_diagonal": "ndarray of z's shape",
+    "hessian_sum": "ndarray (K(K+1)/2,) packed or (K, K) full; with groups (n_groups, ...)",
 }
 
 _OUT_RULES = "Exact shape and dtype,\n    C-contiguous, writeable, overlapping no input"
@@ -62,7 +67,8 @@ def _parameter(name: str, operation: Operation) -> str:
             "\n    None means c = 1 per row (times sample_weight): the Hessian of log-sum-exp.",
         )
     if name == "reduction":
-        return _PARAMETERS["reduction"].format(default=operation.reduction_default)
+        choices = ", ".join(f'"{reduction}"' for reduction in operation.reductions)
+        return _PARAMETERS["reduction"].format(choices=choices, default=operation.reduction_default)
     return _PARAMETERS[name]
 
 

@@ -53,3 +53,17 @@ def packed_rows_cols(n_classes: int, layout: str) -> tuple[np.ndarray, np.ndarra
     rows_arr, cols_arr = np.array(rows, dtype=np.intp), np.array(cols, dtype=np.intp)
     rows_arr.flags.writeable = cols_arr.flags.writeable = False
     return rows_arr, cols_arr
+
+
+@lru_cache(maxsize=64)
+def packed_upper_positions(n_classes: int, layout: str) -> np.ndarray:
+    """For each stored value of ``layout`` (in storage order; (K, K) for "full"), its position
+    in packed upper storage: ``values_in_layout = packed_upper_values[..., positions]``."""
+    if layout == "full":
+        i, j = np.indices((n_classes, n_classes))
+    else:
+        i, j = packed_rows_cols(n_classes, layout)
+    low, high = np.minimum(i, j), np.maximum(i, j)
+    positions = high * (high + 1) // 2 + low  # packed_upper_index(low, high)
+    positions.flags.writeable = False
+    return positions

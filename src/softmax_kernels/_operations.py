@@ -12,6 +12,7 @@ import inspect
 from dataclasses import dataclass
 
 from ._layout import packed_size
+from ._reduction import REDUCTIONS
 
 # Whether an operation takes targets y: never (softmax), always (the loss and its gradient),
 # or optionally (curvature: y=None gives the derivatives of log-sum-exp).
@@ -27,7 +28,9 @@ class OutputKind:
     """One kind of output array: its shape rule and whether its ``out`` may be z itself."""
 
     name: str
-    shape: str  # "row": z's shape; "loss": the batch shape, or 0-d when reduced; "hessian": per-row matrix
+    # "row": z's shape; "loss": the batch shape, or 0-d when reduced; "hessian": a matrix per row;
+    # "summed_hessian": one matrix, or one per group
+    shape: str
     may_be_z: bool = False
 
 
@@ -41,6 +44,7 @@ OUTPUT_KINDS = {
         OutputKind("hessian", "hessian"),
         OutputKind("hessian_vector_product", "row"),
         OutputKind("hessian_diagonal", "row"),
+        OutputKind("hessian_sum", "summed_hessian"),
     )
 }
 
@@ -50,13 +54,18 @@ def hessian_width(n_classes: int, layout: str) -> int:
     return n_classes * n_classes if layout == "full" else packed_size(n_classes)
 
 
-def output_shape(kind: str, batch_shape: tuple, n_classes: int, reduction: str, layout: str) -> tuple:
-    """The shape of an output of ``kind`` for logits of shape batch_shape + (K,)."""
+def output_shape(kind: str, batch_shape: tuple, n_classes: int, reduction: str, layout: str,
+                 n_groups: int | None = None) -> tuple:
+    """The shape of an output of ``kind`` for logits of shape batch_shape + (K,); n_groups is
+    the number of groups of a summed Hessian, None without groups."""
     rule = OUTPUT_KINDS[kind].shape
+    matrix = (n_classes, n_classes) if layout == "full" else (packed_size(n_classes),)
     if rule == "loss":
         return batch_shape if reduction == "none" else ()
     if rule == "hessian":
-        return batch_shape + ((n_classes, n_classes) if layout == "full" else (packed_size(n_classes),))
+        return batch_shape + matrix
+    if rule == "summed_hessian":
+        return matrix if n_groups is None else (n_groups,) + matrix
     return batch_shape + (n_classes,)
 
 
@@ -71,11 +80,16 @@ class Operation:
     targets: str = NO_TARGETS
     takes_v: bool = False
     takes_layout: bool = False
-    reduction_default: str = "none"
+    takes_groups: bool = False
+    reductions: tuple = REDUCTIONS  # the reductions it accepts, the first the default
 
     @property
     def takes_target_options(self) -> bool:
         return self.targets != NO_TARGETS
+
+    @property
+    def reduction_default(self) -> str:
+        return self.reductions[0]
 
     def positional_parameters(self) -> tuple:
         """(name, default) of the positional parameters; REQUIRED where there is no default."""
@@ -89,6 +103,8 @@ class Operation:
     def keyword_parameters(self, with_out: bool = True) -> tuple:
         """(name, default) of the keyword-only parameters, in signature order."""
         names = []
+        if self.takes_groups:
+            names += [("groups", None), ("n_groups", None)]
         if self.takes_target_options:
             names += list(TARGET_OPTIONS.items()) + [("reduction", self.reduction_default)]
         if self.takes_layout:
@@ -152,6 +168,12 @@ OPERATIONS = {
             "hessian_diagonal",
             "Diagonal c s * (1 - s) of the Hessian per row.",
             ("hessian_diagonal",), ("out",), **_HESSIAN_OPTIONS,
+        ),
+        Operation(
+            "hessian_sum",
+            "The Hessian summed over the batch, sum_i c_i (diag(s_i) - s_i s_i^T), or one sum per group.",
+            ("hessian_sum",), ("out",), takes_layout=True, takes_groups=True, reductions=("sum", "mean"),
+            **_HESSIAN_OPTIONS,
         ),
     )
 }

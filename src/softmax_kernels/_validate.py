@@ -24,7 +24,6 @@ import numpy as np
 
 from ._layout import LAYOUTS, PACKED_LAYOUTS, packed_n_classes
 from ._operations import OPERATIONS, OUTPUT_KINDS, TARGETS_REQUIRED, Operation, hessian_width, output_shape
-from ._reduction import REDUCTIONS
 
 TARGET_NONE, TARGET_LABELS, TARGET_SOFT = "none", "labels", "soft"
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -52,6 +51,8 @@ class Plan:
     reduction: str = "none"
     layout: str = "packed_upper"
     num_threads: int | None = None
+    groups: np.ndarray | None = None  # (N,) int64, for a summed Hessian by group
+    n_groups: int | None = None  # None: no groups
     # 2-D (or 0-d for a reduced loss) views of the outputs, keyed by output kind.
     outputs: dict = field(default_factory=dict)
     # The arrays handed back to the user, in the order of the operation's outputs.
@@ -61,6 +62,14 @@ class Plan:
     def hessian_width(self) -> int:
         """Values per row of the Hessian output; 0 when there is none."""
         return hessian_width(self.n_classes, self.layout) if "hessian" in self.outputs else 0
+
+    @property
+    def group_count(self) -> int:
+        """Groups of a summed Hessian: 1 without groups."""
+        return 1 if self.n_groups is None else self.n_groups
+
+    def output_shape(self, kind: str) -> tuple:
+        return output_shape(kind, self.batch_shape, self.n_classes, self.reduction, self.layout, self.n_groups)
 
 
 @dataclass(frozen=True)
@@ -116,8 +125,15 @@ def check_options(operation: Operation, arguments: dict) -> dict:
         options["num_threads"] = _check_int_option(options["num_threads"], "num_threads", minimum=1)
     if operation.takes_layout:
         options["layout"] = check_choice(arguments["layout"], "layout", LAYOUTS)
+    if operation.takes_groups:
+        n_groups = arguments["n_groups"]
+        if n_groups is not None:
+            if arguments["groups"] is None:
+                raise ValueError(f"n_groups: only meaningful with groups, got n_groups={n_groups!r} and groups=None")
+            n_groups = _check_int_option(n_groups, "n_groups", minimum=0)
+        options["n_groups"] = n_groups
     if operation.takes_target_options:
-        options["reduction"] = check_choice(arguments["reduction"], "reduction", REDUCTIONS)
+        options["reduction"] = check_choice(arguments["reduction"], "reduction", operation.reductions)
         options["label_smoothing"] = _check_label_smoothing(arguments["label_smoothing"])
         ignore_index = arguments["ignore_index"]
         options["ignore_index"] = None if ignore_index is None else _check_int_option(ignore_index, "ignore_index")
@@ -193,6 +209,12 @@ def describe_inputs(operation: Operation, arrays: dict, options: dict) -> InputD
             _check_real(arrays["sample_weight"], "sample_weight", batch_shape)
         if arrays.get("class_weight") is not None:
             _check_real(arrays["class_weight"], "class_weight", (n_classes,))
+    if operation.takes_groups and arrays.get("groups") is not None:
+        groups = arrays["groups"]
+        if groups.dtype.kind not in "iu":
+            raise TypeError(f"groups: expected integers of the batch shape {batch_shape}, got dtype {groups.dtype}")
+        if tuple(groups.shape) != batch_shape:
+            raise ValueError(f"groups: expected shape {batch_shape}, got {tuple(groups.shape)}")
     if operation.takes_v:
         if arrays.get("v") is None:
             raise ValueError(f"v: expected an array of shape {z_shape}, got None")
@@ -212,6 +234,18 @@ def check_targets_type(y) -> None:
 def _as_targets(y) -> np.ndarray | None:
     check_targets_type(y)
     return None if y is None else np.asarray(y)
+
+
+def check_groups(groups: np.ndarray, n_groups: int | None) -> tuple[np.ndarray, int]:
+    """Check group indices: each in [0, n_groups); n_groups defaults to the largest + 1."""
+    if n_groups is None:
+        n_groups = int(groups.max()) + 1 if groups.size else 0
+    if groups.size and (int(groups.min()) < 0 or int(groups.max()) >= n_groups):
+        bad = (groups < 0) | (groups >= n_groups)
+        position = np.unravel_index(int(np.flatnonzero(bad.ravel())[0]), groups.shape)
+        where = f"groups[{', '.join(map(str, position))}]" if groups.ndim else "groups"
+        raise ValueError(f"groups: expected values in [0, {n_groups}), got {where} = {groups[position]}")
+    return np.ascontiguousarray(groups, dtype=np.int64).reshape(-1), n_groups
 
 
 def check_labels(y: np.ndarray, n_classes: int, ignore_index: int | None) -> np.ndarray:
@@ -262,7 +296,10 @@ def _check_out(out, name: str, shape: tuple, dtype: np.dtype, inputs: list, may_
 
 
 def _flat_view(out: np.ndarray, kind: str, plan: Plan) -> np.ndarray:
-    """The view a backend writes through: (N,) or 0-d for the loss, (N, width) otherwise."""
+    """The view a backend writes through: (N,) or 0-d for the loss, (groups, width) for a
+    summed Hessian, (N, width) otherwise."""
+    if kind == "hessian_sum":
+        return out.reshape(plan.group_count, hessian_width(plan.n_classes, plan.layout))
     if kind == "loss":
         return out if plan.reduction != "none" else out.reshape(plan.n_rows)
     width = hessian_width(plan.n_classes, plan.layout) if kind == "hessian" else plan.n_classes
@@ -273,7 +310,7 @@ def _set_outputs(plan: Plan, operation: Operation, arguments: dict, inputs: list
     """Allocate or check each output and record its flat view."""
     results = []
     for kind, out_name in zip(operation.outputs, operation.out_arguments):
-        shape = output_shape(kind, plan.batch_shape, plan.n_classes, plan.reduction, plan.layout)
+        shape = plan.output_shape(kind)
         out = arguments.get(out_name)
         if out is None:
             out = np.empty(shape, dtype=plan.dtype)
@@ -293,7 +330,7 @@ def make_plan(operation_name: str, arguments: dict) -> Plan:
     check_logits(z)
     options = check_options(operation, dict(arguments, z=z))
     arrays = {"z": z, "y": _as_targets(arguments.get("y"))}
-    for name in ("v", "sample_weight", "class_weight"):
+    for name in ("v", "sample_weight", "class_weight", "groups"):
         arrays[name] = None if arguments.get(name) is None else np.asarray(arguments[name])
     described = describe_inputs(operation, arrays, options)
     dtype, n_classes = described.dtype, described.n_classes
@@ -317,7 +354,9 @@ def make_plan(operation_name: str, arguments: dict) -> Plan:
         plan.class_weight = np.ascontiguousarray(arrays["class_weight"], dtype=dtype)
     if arrays["v"] is not None:
         plan.v = np.ascontiguousarray(arrays["v"], dtype=dtype).reshape(n_rows, n_classes)
-    inputs = [(name, arguments[name]) for name in ("z", "y", "sample_weight", "class_weight", "v")
+    if arrays["groups"] is not None:
+        plan.groups, plan.n_groups = check_groups(arrays["groups"], options["n_groups"])
+    inputs = [(name, arguments[name]) for name in ("z", "y", "sample_weight", "class_weight", "v", "groups")
               if arguments.get(name) is not None]
     _set_outputs(plan, operation, arguments, inputs)
     plan.z = np.ascontiguousarray(z, dtype=dtype).reshape(n_rows, n_classes)

@@ -24,12 +24,14 @@ import numpy as np
 
 import softmax_kernels as sk
 
+from . import _bench_curvature
 from ._layout import packed_size
 from ._operations import OPERATIONS, TARGETS_REQUIRED, output_shape
 
-# The operations the suite times (each with cases below and a copy floor in bytes_touched).
-BENCHMARKED = ("loss_gradient", "hessian", "hessian_vector_product")
-assert set(BENCHMARKED) <= set(OPERATIONS)
+# The operations the suite times: operations of the registry (each with cases below and a copy
+# floor in bytes_touched) and the linear model's (cases of N rows by n_features, K classes).
+BENCHMARKED = ("loss_gradient", "hessian", "hessian_vector_product", "hessian_sum") + _bench_curvature.LINEAR_OPERATIONS
+assert set(BENCHMARKED) - set(_bench_curvature.LINEAR_OPERATIONS) <= set(OPERATIONS)
 
 
 @dataclass(frozen=True)
@@ -38,28 +40,33 @@ class Case:
     dtype: str
     n_rows: int
     n_classes: int
+    n_features: int = 0  # the linear model's
 
     @property
     def name(self) -> str:
-        return f"{self.operation}-{self.dtype}-{self.n_rows}x{self.n_classes}"
+        features = f"x{self.n_features}" if self.n_features else ""
+        return f"{self.operation}-{self.dtype}-{self.n_rows}{features}x{self.n_classes}"
 
 
 DTYPES = ("float32", "float64")
 
 
 def _cases(shapes: dict, dtypes=DTYPES) -> list[Case]:
-    return [
-        Case(operation, dtype, n_rows, n_classes)
-        for operation, operation_shapes in shapes.items()
-        for dtype in dtypes
-        for n_rows, n_classes in operation_shapes
-    ]
+    """Cases from {operation: [(N, K) or (N, d, K) ...]}."""
+    cases = []
+    for operation, operation_shapes in shapes.items():
+        for dtype in dtypes:
+            for shape in operation_shapes:
+                n_rows, *n_features, n_classes = shape
+                cases.append(Case(operation, dtype, n_rows, n_classes, *n_features))
+    return cases
 
 
 def select_cases(quick: bool = False, dtypes=DTYPES, shapes=None, operations=BENCHMARKED) -> list[Case]:
     """The standard (or quick) cases, or every operation at the given (N, K) shapes."""
     if shapes:
-        return _cases({operation: list(shapes) for operation in operations}, dtypes)
+        return _cases({operation: list(shapes) for operation in operations
+                       if operation not in _bench_curvature.LINEAR_OPERATIONS}, dtypes)
     return [c for c in (QUICK_CASES if quick else CASES) if c.dtype in dtypes and c.operation in operations]
 
 
@@ -71,6 +78,10 @@ def bytes_touched(case: Case) -> int:
         return item * (2 * n * k + n)  # z in, gradient and loss out
     if case.operation == "hessian":
         return item * (n * k + n * packed_size(k))
+    if case.operation == "hessian_sum":
+        return item * n * k  # z in
+    if case.operation in _bench_curvature.LINEAR_OPERATIONS:
+        return item * n * case.n_features  # X in
     return item * 3 * n * k  # z and v in, Hv out
 
 
@@ -80,7 +91,14 @@ CASES = _cases(
         "loss_gradient": [(1_000_000, 10), (100_000, 100), (10_000, 1000)],
         "hessian": [(100_000, 10), (10_000, 100)],
         "hessian_vector_product": [(1_000_000, 10)],
+        "hessian_sum": [(1_000_000, 10), (100_000, 100), (10_000, 1000)],
     }
+) + _cases(
+    {
+        "linear.loss_gradient_hessian": [(1797, 64, 10), (100_000, 50, 10), (20_000, 200, 10), (50_000, 30, 50)],
+        "linear.hessian_vector_product": [(100_000, 50, 10), (50_000, 30, 50)],
+    },
+    ("float64",),
 )
 # Small versions of the same, for smoke tests and `--quick` runs.
 QUICK_CASES = _cases(
@@ -88,7 +106,14 @@ QUICK_CASES = _cases(
         "loss_gradient": [(20_000, 10), (2_000, 100), (200, 1000)],
         "hessian": [(2_000, 10), (200, 100)],
         "hessian_vector_product": [(20_000, 10)],
+        "hessian_sum": [(20_000, 10), (2_000, 100), (200, 1000)],
     }
+) + _cases(
+    {
+        "linear.loss_gradient_hessian": [(1797, 64, 10), (2_000, 20, 5)],
+        "linear.hessian_vector_product": [(2_000, 20, 5)],
+    },
+    ("float64",),
 )
 
 
@@ -135,7 +160,7 @@ def _ours(case: Case, inputs: dict, module, num_threads: int = 1) -> callable:
 
 def _copy_floor(case: Case, inputs: dict) -> callable:
     z, v = inputs["z"], inputs["v"]
-    if case.operation == "loss_gradient":
+    if case.operation in ("loss_gradient", "hessian_sum"):
         dest = np.empty_like(z)
         return lambda: np.copyto(dest, z)
     if case.operation == "hessian":
@@ -215,7 +240,13 @@ def _jax_adapters(case: Case, inputs: dict) -> dict:
 
 def implementations(case: Case) -> dict:
     """Name -> zero-argument callable computing the case, for every available implementation."""
+    if case.operation in _bench_curvature.LINEAR_OPERATIONS:
+        return _bench_curvature.linear_implementations(case)
     inputs = make_inputs(case)
+    if case.operation == "hessian_sum":
+        found = _bench_curvature.summed_hessian_implementations(case, inputs)
+        found["copy floor"] = _copy_floor(case, inputs)
+        return found
     found = {
         "softmax_kernels": _ours(case, inputs, sk),
         "reference": _ours(case, inputs, sk.reference),
@@ -244,7 +275,8 @@ def run_suite(cases: list[Case], repeats: int = 7, progress=None) -> list[dict]:
     """Time every available implementation of every case side by side in this process.
 
     Returns one record per (case, implementation) with the median seconds and the
-    ratios to the copy floor and to softmax_kernels.
+    ratios to the case's floor (the GEMM floor where the case has one, else the copy
+    floor) and to softmax_kernels.
     """
     threadpoolctl = _optional("threadpoolctl")
     limits = threadpoolctl.threadpool_limits(1) if threadpoolctl is not None else None
@@ -256,18 +288,19 @@ def run_suite(cases: list[Case], repeats: int = 7, progress=None) -> list[dict]:
                 if progress is not None:
                     progress(case, name)
                 timings[name] = median_time(function, repeats=repeats)
+            floor = timings.get("GEMM floor", timings.get("copy floor"))
             for name, seconds in timings.items():
                 records.append(
                     {
                         "case": case.name,
                         "operation": case.operation,
                         "dtype": case.dtype,
-                        "shape": [case.n_rows, case.n_classes],
+                        "shape": [case.n_rows] + ([case.n_features] if case.n_features else []) + [case.n_classes],
                         "implementation": name,
                         "median_s": seconds,
                         "gb_per_s": bytes_touched(case) / seconds / 1e9,
                         "rows_per_s": case.n_rows / seconds,
-                        "ratio_to_floor": seconds / timings["copy floor"],
+                        "ratio_to_floor": seconds / floor,
                         "ratio_to_softmax_kernels": seconds / timings["softmax_kernels"],
                     }
                 )
@@ -298,21 +331,22 @@ def machine_description() -> dict:
 
 
 def summary_table(records: list) -> str:
-    """Markdown: per case, softmax_kernels against the copy floor, the fastest peer and the reference."""
+    """Markdown: per case, softmax_kernels against its floor, the fastest peer and the reference."""
     cases = list(dict.fromkeys(r["case"] for r in records))
     lines = [
-        "| case | softmax_kernels / copy floor | fastest peer | peer / softmax_kernels | reference / softmax_kernels |",
+        "| case | softmax_kernels / floor | fastest peer | peer / softmax_kernels | reference / softmax_kernels |",
         "|---|---|---|---|---|",
     ]
     for case in cases:
         rows = {r["implementation"]: r for r in records if r["case"] == case}
-        peers = [r for n, r in rows.items() if n not in ("softmax_kernels", "reference", "copy floor")]
+        peers = [r for n, r in rows.items()
+                 if not n.startswith("softmax_kernels") and n not in ("reference", "copy floor", "GEMM floor")]
         fastest = min(peers, key=lambda r: r["median_s"]) if peers else None
         peer_text = fastest["implementation"] if fastest else "none importable"
         peer_ratio = f"{fastest['ratio_to_softmax_kernels']:.1f}x" if fastest else "-"
+        reference = f"{rows['reference']['ratio_to_softmax_kernels']:.1f}x" if "reference" in rows else "-"
         lines.append(
-            f"| {case} | {rows['softmax_kernels']['ratio_to_floor']:.2f} | {peer_text} | {peer_ratio} "
-            f"| {rows['reference']['ratio_to_softmax_kernels']:.1f}x |"
+            f"| {case} | {rows['softmax_kernels']['ratio_to_floor']:.2f} | {peer_text} | {peer_ratio} | {reference} |"
         )
     return "\n".join(lines)
 

@@ -67,7 +67,7 @@ import softmax_kernels as _sk
 
 from ._api import function_with_signature
 from ._docstrings import docstring
-from ._operations import OPERATIONS, PUBLIC_NAMES, output_shape
+from ._operations import OPERATIONS, OUTPUT_KINDS, PUBLIC_NAMES, output_shape
 from ._reduction import mean_denominator_terms, reduced_loss
 from ._validate import (
     TARGET_LABELS,
@@ -89,7 +89,7 @@ _CLASS_LETTER = "z"
 # Per-block functions (module level, so that they pickle to worker processes).
 
 
-def _run_block(z, y, v, sample_weight, class_weight, denominator, *, operation, options):
+def _run_block(z, y, v, sample_weight, class_weight, groups, denominator, *, operation, options):
     """One kernel call on one block; returns the tuple of its outputs.
 
     ``denominator`` is the global "mean" denominator (a 0-d array) or None; with it the
@@ -102,18 +102,21 @@ def _run_block(z, y, v, sample_weight, class_weight, denominator, *, operation, 
         weight = np.ones(z.shape[:-1]) if sample_weight is None else np.asarray(sample_weight, dtype=dtype)
         with np.errstate(divide="ignore", invalid="ignore"):  # D = 0: the NaN/inf of the in-memory call
             sample_weight = weight.astype(np.float64) / np.float64(denominator)
-    for name, value in (("y", y), ("v", v), ("sample_weight", sample_weight), ("class_weight", class_weight)):
+    for name, value in (("y", y), ("v", v), ("sample_weight", sample_weight), ("class_weight", class_weight),
+                        ("groups", groups)):
         if value is not None:
             kwargs[name] = value
     result = getattr(_sk, operation)(z, **kwargs)
     return result if isinstance(result, tuple) else (result,)
 
 
-def _pick_output(block_outputs, index, reduced_loss, n_batch_axes):
-    """Output ``index`` of a block; a reduced loss partial becomes a (1, ..., 1) block."""
+def _pick_output(block_outputs, index, summed, n_batch_axes):
+    """Output ``index`` of a block; a block's partial sum (a reduced loss, a summed Hessian)
+    becomes a float64 block with a batch axis of length 1 per batch axis."""
     value = block_outputs[index]
-    if reduced_loss:
-        return np.asarray(value, dtype=np.float64).reshape((1,) * n_batch_axes)
+    if summed:
+        value = np.asarray(value, dtype=np.float64)
+        return value.reshape((1,) * n_batch_axes + value.shape)
     return value
 
 
@@ -171,19 +174,22 @@ def _call(operation_name, arguments):
         raise ValueError("z: unknown chunk sizes along the batch axes; call z.compute_chunk_sizes() first")
     options = check_options(operation, dict(arguments, z=z))
     check_targets_type(arguments.get("y"))
-    arrays = {name: _as_dask(arguments.get(name)) for name in ("y", "v", "sample_weight", "class_weight")}
+    arrays = {name: _as_dask(arguments.get(name)) for name in ("y", "v", "sample_weight", "class_weight", "groups")}
     arrays["z"] = z
     described = describe_inputs(operation, arrays, options)
     reduction = options.get("reduction", "none")
-    block_options = {name: options[name] for name in ("label_smoothing", "ignore_index", "layout", "num_threads")
-                     if name in options}
+    if arrays.get("groups") is not None and options["n_groups"] is None:
+        raise ValueError("n_groups: required with groups on Dask (their largest value is not known before the "
+                         "data is read), got None")
+    block_options = {name: options[name] for name in ("label_smoothing", "ignore_index", "layout", "num_threads",
+                                                      "n_groups") if options.get(name) is not None}
     if operation.takes_target_options:
         block_options["reduction"] = "none" if reduction == "none" else "sum"
 
     n_batch_axes = z.ndim - 1
     batch = _BATCH_LETTERS[:n_batch_axes]
     full = batch + _CLASS_LETTER
-    y, v = arrays["y"], arrays["v"]
+    y, v, groups = arrays["y"], arrays["v"], arrays["groups"]
     sample_weight, class_weight = arrays["sample_weight"], arrays["class_weight"]
     z = _one_class_chunk(z)
     if v is not None:
@@ -205,30 +211,33 @@ def _call(operation_name, arguments):
     tuples = da.blockwise(
         _run_block, batch,
         *pair(z, full), *pair(y, full if described.target_kind == TARGET_SOFT else batch), *pair(v, full),
-        *pair(sample_weight, batch), *pair(class_weight, _CLASS_LETTER), *pair(denominator, ""),
+        *pair(sample_weight, batch), *pair(class_weight, _CLASS_LETTER), *pair(groups, batch), *pair(denominator, ""),
         concatenate=True, meta=np.empty((0,) * n_batch_axes, dtype=object),
         operation=operation_name, options=block_options,
     )
-    results = [_output(tuples, index, kind, described, reduction, denominator, options.get("layout"))
+    results = [_output(tuples, index, kind, described, reduction, denominator, options)
                for index, kind in enumerate(operation.outputs)]
     return tuple(results) if len(results) > 1 else results[0]
 
 
-def _output(tuples, index, kind, described, reduction, denominator, layout):
+def _output(tuples, index, kind, described, reduction, denominator, options):
     """Output ``index`` (of ``kind``) of every block, as one lazy array."""
     n_batch_axes = len(described.batch_shape)
     batch_chunks = tuples.chunks
-    if kind == "loss" and reduction != "none":
+    shape = output_shape(kind, described.batch_shape, described.n_classes, reduction, options.get("layout"),
+                         options.get("n_groups"))
+    if OUTPUT_KINDS[kind].shape == "summed_hessian" or (kind == "loss" and reduction != "none"):
+        # each block's partial sum, added up by Dask's tree reduction in float64
         partials = da.map_blocks(
             _pick_output, tuples, index, True, n_batch_axes,
-            chunks=tuple((1,) * len(c) for c in batch_chunks), dtype=np.float64,
-            meta=np.empty((0,) * n_batch_axes, dtype=np.float64),
+            chunks=tuple((1,) * len(c) for c in batch_chunks) + tuple((n,) for n in shape),
+            new_axis=list(range(n_batch_axes, n_batch_axes + len(shape))) or None, dtype=np.float64,
+            meta=np.empty((0,) * (n_batch_axes + len(shape)), dtype=np.float64),
         )
-        total = partials.sum()
-        if reduction == "mean":
+        total = partials.sum(axis=tuple(range(n_batch_axes)))
+        if kind == "loss" and reduction == "mean":
             total = da.map_blocks(_mean_of, total, denominator, dtype=np.float64)
         return total.astype(described.dtype)
-    shape = output_shape(kind, described.batch_shape, described.n_classes, reduction, layout)
     extra = tuple((n,) for n in shape[n_batch_axes:])
     new_axis = list(range(n_batch_axes, n_batch_axes + len(extra))) or None
     return da.map_blocks(

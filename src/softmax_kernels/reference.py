@@ -30,7 +30,7 @@ import numpy as np
 
 from . import _api
 from ._api import pack, unpack
-from ._layout import packed_rows_cols
+from ._layout import packed_rows_cols, packed_upper_positions
 from ._operations import PUBLIC_NAMES
 from ._reduction import mean_denominator_terms, reduced_loss
 from ._validate import TARGET_LABELS, TARGET_NONE, TARGET_SOFT, Plan
@@ -157,6 +157,25 @@ def _hessian_vector_product(row: _Row, coef: np.ndarray, v: np.ndarray) -> np.nd
     return np.where(non_finite[:, None], np.nan, coef[:, None] * (row.s * centred))
 
 
+def _hessian_sum(plan: Plan, row: _Row, coef: np.ndarray, finish) -> np.ndarray:
+    """The summed Hessian in the plan's layout. As the kernels: short rows, and every row with
+    groups, add their per-row Hessians (here in _WIDE); longer rows take the diagonal from the
+    rows' accurate terms and the rest from the product -(c S)^T S (in float64)."""
+    n_classes = plan.n_classes
+    if n_classes <= 16 or plan.groups is not None:
+        per_row = finish(_packed_or_full_hessian(row, coef, "packed_upper"))
+        groups = np.zeros(plan.n_rows, np.intp) if plan.groups is None else plan.groups
+        sums = np.zeros((plan.group_count, per_row.shape[1]), _WIDE)
+        np.add.at(sums, groups, per_row.astype(_WIDE))
+    else:
+        s, c = finish(row.s).astype(np.float64), finish(coef).astype(np.float64)
+        full = -((s * c[:, None]).T @ s)
+        full[np.diag_indices(n_classes)] = _accurate_sum(finish(coef[:, None] * row.s * row.one_minus_s()), axis=0)
+        rows, cols = packed_rows_cols(n_classes, "packed_upper")
+        sums = full[rows, cols][None, :]
+    return sums[:, packed_upper_positions(n_classes, plan.layout)]
+
+
 def _run(plan: Plan) -> None:
     """Compute every output the plan asks for and write it into the plan's output views."""
     out = plan.outputs
@@ -211,6 +230,8 @@ def _run_target(plan: Plan) -> None:
         _store(out["hessian_diagonal"], finish(coef[:, None] * row.s * row.one_minus_s()))
     if "hessian_vector_product" in out:
         _store(out["hessian_vector_product"], finish(_hessian_vector_product(row, coef, plan.v)))
+    if "hessian_sum" in out:
+        _store(out["hessian_sum"], _hessian_sum(plan, row, coef, finish))
 
 
 def _store(dest: np.ndarray, values) -> None:

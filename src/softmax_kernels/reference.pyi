@@ -17,6 +17,7 @@ __all__ = [
     "loss_gradient_hessian",
     "hessian_vector_product",
     "hessian_diagonal",
+    "hessian_sum",
     "pack",
     "unpack",
 ]
@@ -120,6 +121,22 @@ def hessian_diagonal(
     label_smoothing: _Real = 0.0,
     ignore_index: _Int | None = None,
     reduction: _Reduction = "none",
+    out: _FloatArray | None = None,
+    num_threads: _Int | None = None,
+) -> _FloatArray: ...
+
+def hessian_sum(
+    z: ArrayLike,
+    y: ArrayLike | None = None,
+    *,
+    groups: ArrayLike | None = None,
+    n_groups: _Int | None = None,
+    sample_weight: ArrayLike | None = None,
+    class_weight: ArrayLike | None = None,
+    label_smoothing: _Real = 0.0,
+    ignore_index: _Int | None = None,
+    reduction: Literal["sum", "mean"] = "sum",
+    layout: _Layout = "packed_upper",
     out: _FloatArray | None = None,
     num_threads: _Int | None = None,
 ) -> _FloatArray: ...
