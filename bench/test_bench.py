@@ -1,4 +1,4 @@
-"""softmax_kernels against the reference, its peers and the copy floor, per case.
+"""softmax_kernels against the reference, its peers and the floors, per case.
 
 Each case is a pytest-benchmark group (operation x dtype x shape); implementations
 that cannot be imported are skipped. Cases and adapters live in
@@ -12,12 +12,25 @@ from softmax_kernels import benchmarks
 
 IMPLEMENTATIONS = [
     "softmax_kernels",
+    "softmax_kernels loss_gradient",
     "reference",
-    "copy floor",
+    "memory floor",
+    "compute floor",
+    "GEMM floor",
+    "numpy",
     "numpy dense",
+    "numpy S^T S",
+    "scipy.special.softmax",
+    "scipy.special.log_softmax",
     "torch",
+    "torch.softmax",
+    "torch.log_softmax",
     "torch.func vmap(hessian)",
     "scikit-learn",
+    "scikit-learn gradient_hessian",
+    "scikit-learn hessp",
+    "jax jit(softmax)",
+    "jax jit(log_softmax)",
     "jax jit(value_and_grad)",
     "jax jit(vmap(hessian))",
 ]

@@ -102,24 +102,45 @@ def _shape(text: str) -> tuple[int, int]:
     return rows, classes
 
 
-def bench(args: argparse.Namespace) -> int:
-    from . import benchmarks
-
-    cases = benchmarks.select_cases(args.quick, tuple(args.dtype), args.shape, tuple(args.operation))
+def _progress_display(cases: list):
+    """A line that updates in place on a terminal; a line per case otherwise (logs, CI)."""
+    interactive = sys.stderr.isatty()
+    seen = set()
 
     def progress(case, name):
         position = f"[case {cases.index(case) + 1}/{len(cases)}]"
-        print(f"\r{position} {case.name}: {name}".ljust(79), end="", file=sys.stderr, flush=True)
+        if interactive:
+            print(f"\r{position} {case.name}: {name}".ljust(79), end="", file=sys.stderr, flush=True)
+        elif case.name not in seen:
+            seen.add(case.name)
+            print(f"{position} {case.name}", file=sys.stderr, flush=True)
 
+    return progress, interactive
+
+
+def bench(args: argparse.Namespace) -> int:
+    from . import benchmarks
+    from ._bench_peers import missing_peers
+
+    cases = benchmarks.select_cases(args.quick, tuple(args.dtype), args.shape, tuple(args.operation))
+    progress, interactive = _progress_display(cases)
     records = benchmarks.run_suite(cases, repeats=args.repeats, progress=progress)
-    print(file=sys.stderr)
+    if interactive:
+        print(file=sys.stderr)
     machine = benchmarks.machine_description()
-    print(f"{machine['date']}  {machine['machine']}  SIMD {machine['simd']}  single thread")
+    print(f"{machine['date']}  {machine['machine']}  {machine['processor']}  SIMD {machine['simd']}  single thread")
     print("  ".join(f"{name} {version}" for name, version in machine["versions"].items()))
+    missing = missing_peers()
+    if missing:
+        print(f"not compared with {', '.join(missing)}: pip install \"softmax_kernels[peers]\" adds them")
     print()
     print(benchmarks.detail_table(records))
     print()
     print(benchmarks.summary_table(records))
+    labels = benchmarks.labels_table(records)
+    if labels:
+        print()
+        print(labels)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"machine": machine, "records": records}, f, indent=1)
@@ -141,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     timing.add_argument("--dtype", nargs="+", choices=("float32", "float64"), default=["float32", "float64"])
     timing.add_argument("--shape", nargs="+", type=_shape, metavar="NxK", help="run every operation at these shapes")
     timing.add_argument("--operation", nargs="+", choices=BENCHMARKED, default=list(BENCHMARKED))
-    timing.add_argument("--repeats", type=int, default=7, help="timed calls per implementation (median)")
+    timing.add_argument("--repeats", type=int, default=None,
+                        help="timed calls per implementation, the median reported (default 7; 3 with --quick)")
     timing.add_argument("--json", metavar="FILE", help="write the machine description and all timings here")
     timing.add_argument("--plot", metavar="FILE.png", help="write a bar chart here (needs matplotlib)")
     commands.add_parser("check", help="self-test against the reference and finite differences")
@@ -149,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "info":
         return info()
     if args.command == "bench":
+        if args.repeats is None:
+            args.repeats = 3 if args.quick else 7
         return bench(args)
     return 1 if check() else 0
 

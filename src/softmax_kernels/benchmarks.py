@@ -1,14 +1,21 @@
-"""Benchmark cases, peer adapters and the results table: shared by ``bench/`` and
+"""Benchmark cases, floors and the results tables: shared by ``bench/`` and
 ``python -m softmax_kernels bench``.
 
 A case is an operation on a synthetic batch (no downloads). For each case,
-:func:`implementations` returns zero-argument callables that compute the same
-thing with softmax_kernels (compiled), the NumPy reference, every importable
-peer (PyTorch, scikit-learn, JAX, a dense NumPy Hessian, ``torch.func`` /
-JAX ``vmap(hessian)``) and the "copy" floor: ``np.copyto`` of the same bytes
-the operation must at least read or write. Peers are optional and simply absent
-when they cannot be imported. Everything runs single-threaded: the comparison is
-per core (``num_threads=1``, ``torch.set_num_threads(1)``, threadpoolctl).
+:func:`implementations` returns zero-argument callables that compute it with
+softmax_kernels (compiled), the NumPy reference, every importable peer
+(``_bench_peers``) and two floors measured in the same run:
+
+* the memory floor: ``np.copyto`` of the bytes the operation must at least read and
+  write;
+* the compute floor: ``np.exp(z, out=o)`` over the same values, one vectorised exp per
+  value read and written (for the summed Hessian and the linear model, the "GEMM floor"
+  of ``_bench_curvature`` instead: a square product of as many multiply-adds).
+
+Cases whose bytes fit in four times the last-level cache are timed with the caches
+evicted before every call (of every implementation alike), so that no case measures a
+cache. Everything runs single-threaded: the comparison is per core (``num_threads=1``,
+``torch.set_num_threads(1)``, threadpoolctl).
 """
 
 from __future__ import annotations
@@ -24,13 +31,15 @@ import numpy as np
 
 import softmax_kernels as sk
 
-from . import _bench_curvature
+from . import _bench_curvature, _bench_peers
+from ._bench_peers import optional as _optional
 from ._layout import packed_size
 from ._operations import OPERATIONS, TARGETS_REQUIRED, output_shape
 
 # The operations the suite times: operations of the registry (each with cases below and a copy
 # floor in bytes_touched) and the linear model's (cases of N rows by n_features, K classes).
-BENCHMARKED = ("loss_gradient", "hessian", "hessian_vector_product", "hessian_sum") + _bench_curvature.LINEAR_OPERATIONS
+BENCHMARKED = ("softmax", "log_softmax", "loss_gradient", "hessian", "hessian_vector_product",
+               "hessian_sum") + _bench_curvature.LINEAR_OPERATIONS
 assert set(BENCHMARKED) - set(_bench_curvature.LINEAR_OPERATIONS) <= set(OPERATIONS)
 
 
@@ -74,6 +83,8 @@ def bytes_touched(case: Case) -> int:
     """Bytes an implementation must read and write at least: inputs plus outputs."""
     item = np.dtype(case.dtype).itemsize
     n, k = case.n_rows, case.n_classes
+    if case.operation in ("softmax", "log_softmax"):
+        return item * 2 * n * k  # z in, the result out
     if case.operation == "loss_gradient":
         return item * (2 * n * k + n)  # z in, gradient and loss out
     if case.operation == "hessian":
@@ -86,12 +97,15 @@ def bytes_touched(case: Case) -> int:
 
 
 # The performance goals are stated for these shapes.
+ROW_SHAPES = [(1_000_000, 10), (100_000, 100), (10_000, 1000)]
 CASES = _cases(
     {
-        "loss_gradient": [(1_000_000, 10), (100_000, 100), (10_000, 1000)],
+        "softmax": ROW_SHAPES + [(1_000, 100_000)],
+        "log_softmax": ROW_SHAPES + [(1_000, 100_000)],
+        "loss_gradient": ROW_SHAPES,
         "hessian": [(100_000, 10), (10_000, 100)],
         "hessian_vector_product": [(1_000_000, 10)],
-        "hessian_sum": [(1_000_000, 10), (100_000, 100), (10_000, 1000)],
+        "hessian_sum": ROW_SHAPES,
     }
 ) + _cases(
     {
@@ -100,18 +114,22 @@ CASES = _cases(
     },
     ("float64",),
 )
-# Small versions of the same, for smoke tests and `--quick` runs.
+# Smaller versions of the same, for `--quick` runs (under a minute) and smoke tests: still 2 MB
+# to 8 MB a case, timed with the caches evicted.
+QUICK_ROW_SHAPES = [(200_000, 10), (20_000, 100), (2_000, 1000)]
 QUICK_CASES = _cases(
     {
-        "loss_gradient": [(20_000, 10), (2_000, 100), (200, 1000)],
-        "hessian": [(2_000, 10), (200, 100)],
-        "hessian_vector_product": [(20_000, 10)],
-        "hessian_sum": [(20_000, 10), (2_000, 100), (200, 1000)],
+        "softmax": QUICK_ROW_SHAPES,
+        "log_softmax": QUICK_ROW_SHAPES,
+        "loss_gradient": QUICK_ROW_SHAPES,
+        "hessian": [(20_000, 10), (2_000, 100)],
+        "hessian_vector_product": [(200_000, 10)],
+        "hessian_sum": [(200_000, 10), (2_000, 1000)],
     }
 ) + _cases(
     {
-        "linear.loss_gradient_hessian": [(1797, 64, 10), (2_000, 20, 5)],
-        "linear.hessian_vector_product": [(2_000, 20, 5)],
+        "linear.loss_gradient_hessian": [(1797, 64, 10)],
+        "linear.hessian_vector_product": [(20_000, 20, 5)],
     },
     ("float64",),
 )
@@ -159,8 +177,9 @@ def _ours(case: Case, inputs: dict, module, num_threads: int = 1) -> callable:
 
 
 def _copy_floor(case: Case, inputs: dict) -> callable:
+    """The memory floor: a copy of the bytes the operation must at least read and write."""
     z, v = inputs["z"], inputs["v"]
-    if case.operation in ("loss_gradient", "hessian_sum"):
+    if case.operation in ("softmax", "log_softmax", "loss_gradient", "hessian_sum"):
         dest = np.empty_like(z)
         return lambda: np.copyto(dest, z)
     if case.operation == "hessian":
@@ -171,71 +190,11 @@ def _copy_floor(case: Case, inputs: dict) -> callable:
     return lambda: (np.copyto(dest_z, z), np.copyto(dest_v, v))
 
 
-def _numpy_dense_hessian(z: np.ndarray) -> np.ndarray:
-    """What a careful NumPy user writes: a stable softmax, then diag(s) - s s^T per row."""
-    s = np.exp(z - z.max(axis=1, keepdims=True))
-    s /= s.sum(axis=1, keepdims=True)
-    hess = -s[:, :, None] * s[:, None, :]
-    idx = np.arange(z.shape[1])
-    hess[:, idx, idx] += s
-    return hess
-
-
-def _torch_adapters(case: Case, inputs: dict) -> dict:
-    torch = _optional("torch")
-    if torch is None:
-        return {}
-    torch.set_num_threads(1)
-    z = torch.from_numpy(inputs["z"])
-    y = torch.from_numpy(inputs["y"])
-    if case.operation == "loss_gradient":
-
-        def loss_gradient():
-            zz = z.detach().requires_grad_(True)
-            loss = torch.nn.functional.cross_entropy(zz, y, reduction="none")
-            loss.sum().backward()
-            return loss, zz.grad
-
-        return {"torch": loss_gradient}
-    func = getattr(torch, "func", None)
-    if case.operation == "hessian" and func is not None:
-        row_hessian = func.vmap(func.hessian(lambda row: torch.logsumexp(row, dim=0)))
-        return {"torch.func vmap(hessian)": lambda: row_hessian(z)}
-    return {}
-
-
-def _sklearn_adapters(case: Case, inputs: dict) -> dict:
-    loss_module = _optional("sklearn._loss.loss")
-    if loss_module is None or case.operation != "loss_gradient":
-        return {}
-    loss = loss_module.HalfMultinomialLoss(n_classes=case.n_classes)
+def _exp_floor(inputs: dict) -> callable:
+    """The compute floor: one vectorised exp per value, read and written."""
     z = inputs["z"]
-    y = inputs["y"].astype(z.dtype)
-    return {"scikit-learn": lambda: loss.loss_gradient(y_true=y, raw_prediction=z, n_threads=1)}
-
-
-def _jax_adapters(case: Case, inputs: dict) -> dict:
-    # XLA's CPU backend runs its own thread pool; one thread, like everything else here
-    # (effective when jax is first imported here).
-    os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
-    jax = _optional("jax")
-    if jax is None:
-        return {}
-    jnp = jax.numpy
-    z = jnp.asarray(inputs["z"])
-    y = jnp.asarray(inputs["y"])
-    if case.operation == "loss_gradient":
-
-        def total_loss(zz):
-            log_p = jax.nn.log_softmax(zz, axis=1)
-            return -jnp.take_along_axis(log_p, y[:, None], axis=1).sum()
-
-        step = jax.jit(jax.value_and_grad(total_loss))
-        return {"jax jit(value_and_grad)": lambda: jax.block_until_ready(step(z))}
-    if case.operation == "hessian":
-        row_hessian = jax.jit(jax.vmap(jax.hessian(jax.nn.logsumexp)))
-        return {"jax jit(vmap(hessian))": lambda: jax.block_until_ready(row_hessian(z))}
-    return {}
+    out = np.empty_like(z)
+    return lambda: np.exp(z, out=out)
 
 
 def implementations(case: Case) -> dict:
@@ -245,26 +204,54 @@ def implementations(case: Case) -> dict:
     inputs = make_inputs(case)
     if case.operation == "hessian_sum":
         found = _bench_curvature.summed_hessian_implementations(case, inputs)
-        found["copy floor"] = _copy_floor(case, inputs)
-        return found
-    found = {
-        "softmax_kernels": _ours(case, inputs, sk),
-        "reference": _ours(case, inputs, sk.reference),
-        "copy floor": _copy_floor(case, inputs),
-    }
-    if case.operation == "hessian":
-        found["numpy dense"] = lambda: _numpy_dense_hessian(inputs["z"])
-    for adapters in (_torch_adapters, _sklearn_adapters, _jax_adapters):
-        found.update(adapters(case, inputs))
+    else:
+        found = {
+            "softmax_kernels": _ours(case, inputs, sk),
+            "reference": _ours(case, inputs, sk.reference),
+            "compute floor": _exp_floor(inputs),
+        }
+    found["memory floor"] = _copy_floor(case, inputs)
+    found.update(_bench_peers.adapters(case, inputs))
     return found
 
 
-def median_time(function: callable, repeats: int = 7, min_time: float = 0.2) -> float:
-    """Median wall time of one call over at least `repeats` calls (after a warm-up call)."""
+FLOORS = ("memory floor", "compute floor", "GEMM floor")
+
+
+def last_level_cache_bytes() -> int:
+    """The largest cache of CPU 0 (Linux sysfs), else 32 MiB."""
+    sizes = []
+    for index in range(8):
+        try:
+            with open(f"/sys/devices/system/cpu/cpu0/cache/index{index}/size") as f:
+                text = f.read().strip()
+        except OSError:
+            break
+        scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1], 1)
+        sizes.append(int(text.rstrip("KMG")) * scale)
+    return max(sizes, default=32 << 20)
+
+
+@lru_cache(maxsize=1)
+def _eviction_buffer() -> np.ndarray:
+    return np.zeros(2 * last_level_cache_bytes() // 8)
+
+
+def evict_caches() -> None:
+    """Write a buffer twice the last-level cache's size, so that no earlier data stays cached."""
+    buffer = _eviction_buffer()
+    buffer += 1.0
+
+
+def median_time(function: callable, repeats: int = 7, min_time: float = 0.2, evict: bool = False) -> float:
+    """Median wall time of one call over at least `repeats` calls (after a warm-up call), the
+    caches evicted before each call where ``evict``."""
     function()
     times = []
     start = time.perf_counter()
     while len(times) < repeats or (time.perf_counter() - start < min_time and len(times) < 100):
+        if evict:
+            evict_caches()
         begin = time.perf_counter()
         function()
         times.append(time.perf_counter() - begin)
@@ -274,21 +261,21 @@ def median_time(function: callable, repeats: int = 7, min_time: float = 0.2) -> 
 def run_suite(cases: list[Case], repeats: int = 7, progress=None) -> list[dict]:
     """Time every available implementation of every case side by side in this process.
 
-    Returns one record per (case, implementation) with the median seconds and the
-    ratios to the case's floor (the GEMM floor where the case has one, else the copy
-    floor) and to softmax_kernels.
+    Returns one record per (case, implementation) with the median seconds and the ratios to
+    the case's floors (memory, and compute or GEMM) and to softmax_kernels.
     """
     threadpoolctl = _optional("threadpoolctl")
     limits = threadpoolctl.threadpool_limits(1) if threadpoolctl is not None else None
     records = []
     try:
         for case in cases:
+            evict = bytes_touched(case) < 4 * last_level_cache_bytes()
             timings = {}
             for name, function in implementations(case).items():
                 if progress is not None:
                     progress(case, name)
-                timings[name] = median_time(function, repeats=repeats)
-            floor = timings.get("GEMM floor", timings.get("copy floor"))
+                timings[name] = median_time(function, repeats=repeats, evict=evict)
+            compute = timings.get("GEMM floor", timings.get("compute floor"))
             for name, seconds in timings.items():
                 records.append(
                     {
@@ -298,9 +285,11 @@ def run_suite(cases: list[Case], repeats: int = 7, progress=None) -> list[dict]:
                         "shape": [case.n_rows] + ([case.n_features] if case.n_features else []) + [case.n_classes],
                         "implementation": name,
                         "median_s": seconds,
+                        "caches_evicted": evict,
                         "gb_per_s": bytes_touched(case) / seconds / 1e9,
                         "rows_per_s": case.n_rows / seconds,
-                        "ratio_to_floor": seconds / floor,
+                        "ratio_to_memory_floor": seconds / timings["memory floor"],
+                        "ratio_to_compute_floor": seconds / compute if compute else None,
                         "ratio_to_softmax_kernels": seconds / timings["softmax_kernels"],
                     }
                 )
@@ -330,41 +319,66 @@ def machine_description() -> dict:
     }
 
 
+def _ratio(value) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
 def summary_table(records: list) -> str:
-    """Markdown: per case, softmax_kernels against its floor, the fastest peer and the reference."""
+    """Markdown: per case, softmax_kernels against its floors, the fastest peer and the reference."""
     cases = list(dict.fromkeys(r["case"] for r in records))
     lines = [
-        "| case | softmax_kernels / floor | fastest peer | peer / softmax_kernels | reference / softmax_kernels |",
-        "|---|---|---|---|---|",
+        "| case | / memory floor | / compute floor | fastest peer | peer / softmax_kernels | reference / softmax_kernels |",
+        "|---|---|---|---|---|---|",
     ]
     for case in cases:
         rows = {r["implementation"]: r for r in records if r["case"] == case}
         peers = [r for n, r in rows.items()
-                 if not n.startswith("softmax_kernels") and n not in ("reference", "copy floor", "GEMM floor")]
+                 if not n.startswith("softmax_kernels") and n != "reference" and n not in FLOORS]
         fastest = min(peers, key=lambda r: r["median_s"]) if peers else None
         peer_text = fastest["implementation"] if fastest else "none importable"
         peer_ratio = f"{fastest['ratio_to_softmax_kernels']:.1f}x" if fastest else "-"
         reference = f"{rows['reference']['ratio_to_softmax_kernels']:.1f}x" if "reference" in rows else "-"
+        ours = rows["softmax_kernels"]
         lines.append(
-            f"| {case} | {rows['softmax_kernels']['ratio_to_floor']:.2f} | {peer_text} | {peer_ratio} | {reference} |"
+            f"| {case} | {_ratio(ours['ratio_to_memory_floor'])} | {_ratio(ours['ratio_to_compute_floor'])} "
+            f"| {peer_text} | {peer_ratio} | {reference} |"
         )
     return "\n".join(lines)
 
 
+def labels_table(records: list) -> str:
+    """Markdown: loss_gradient over softmax on the same logits (labels should come for free), and
+    hessian_sum over loss_gradient, where both were timed."""
+    ours = {(r["operation"], r["dtype"], tuple(r["shape"])): r["median_s"] for r in records
+            if r["implementation"] == "softmax_kernels"}
+    lines = ["| shape | dtype | loss_gradient / softmax | hessian_sum / loss_gradient |", "|---|---|---|---|"]
+    for (operation, dtype, shape), seconds in ours.items():
+        if operation != "loss_gradient":
+            continue
+        softmax = ours.get(("softmax", dtype, shape))
+        summed = ours.get(("hessian_sum", dtype, shape))
+        lines.append(f"| {'x'.join(map(str, shape))} | {dtype} | {_ratio(softmax and seconds / softmax)} "
+                     f"| {_ratio(summed and summed / seconds)} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
 def detail_table(records: list) -> str:
     """Plain text: every implementation's median time, throughput and ratios."""
-    header = f"{'case':<42} {'implementation':<26} {'median ms':>10} {'GB/s':>7} {'Mrows/s':>8} {'/floor':>7} {'/ours':>7}"
+    header = (f"{'case':<46} {'implementation':<30} {'median ms':>10} {'GB/s':>7} {'/memory':>8} {'/compute':>9} "
+              f"{'/ours':>7}")
     lines = [header, "-" * len(header)]
     for r in records:
+        compute = r["ratio_to_compute_floor"]
         lines.append(
-            f"{r['case']:<42} {r['implementation']:<26} {r['median_s'] * 1e3:>10.3f} {r['gb_per_s']:>7.2f} "
-            f"{r['rows_per_s'] / 1e6:>8.2f} {r['ratio_to_floor']:>7.2f} {r['ratio_to_softmax_kernels']:>7.2f}"
+            f"{r['case']:<46} {r['implementation']:<30} {r['median_s'] * 1e3:>10.3f} {r['gb_per_s']:>7.2f} "
+            f"{r['ratio_to_memory_floor']:>8.2f} {'-' if compute is None else f'{compute:.2f}':>9} "
+            f"{r['ratio_to_softmax_kernels']:>7.2f}"
         )
     return "\n".join(lines)
 
 
 def plot(records: list, path: str) -> None:
-    """A bar chart of time / copy floor per case and implementation (needs matplotlib)."""
+    """A bar chart of time / memory floor per case and implementation (needs matplotlib)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -380,11 +394,11 @@ def plot(records: list, path: str) -> None:
             match = [r for r in records if r["case"] == case and r["implementation"] == name]
             if match:
                 ys.append(j + i * height)
-                xs.append(match[0]["ratio_to_floor"])
+                xs.append(match[0]["ratio_to_memory_floor"])
         ax.barh(ys, xs, height=height, label=name)
     ax.set_yticks([j + 0.4 - height / 2 for j in range(len(cases))], cases)
     ax.set_xscale("log")
-    ax.set_xlabel("median time / time of copying the same bytes (log scale, lower is better)")
+    ax.set_xlabel("median time / memory floor: copying the same bytes (log scale, lower is better)")
     ax.axvline(1.0, color="black", linewidth=0.8)
     ax.invert_yaxis()
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
