@@ -11,7 +11,8 @@
     margins = booster.predict(X, raw_score=True)  # softmax_kernels.softmax: probabilities
 
     clf = lightgbm.LGBMClassifier(objective=skl.multiclass_objective(api="sklearn"))
-    clf.fit(X, y, eval_set=[(X_valid, y_valid)], eval_metric=skl.multiclass_metric(api="sklearn"))
+    clf.fit(X, y, eval_X=(X_valid,), eval_y=(y_valid,),  # eval_set=[(X_valid, y_valid)] before 4.7
+            eval_metric=skl.multiclass_metric(api="sklearn"))
 
 What LightGBM hands over: a custom objective gets the raw margins ``preds`` of shape (N, K)
 (float64, a column-major view) and the training ``Dataset``, whose ``get_label()`` holds the
