@@ -131,6 +131,8 @@ def gradient_and_hessian(margins, labels, sample_weight, options: ObjectiveOptio
     """g = c s - a and h = factor * c s (1 - s) per row and class: (N, K) arrays in the margins'
     dtype (float32 and float64 natively, other real dtypes in float64)."""
     margins, classes = checked_inputs(margins, labels, options.n_classes, margins_name)
+    # LightGBM hands over a column-major view: one C-order copy serves both kernel calls.
+    margins = np.ascontiguousarray(margins)
     arguments = dict(options.kernel_arguments(), sample_weight=optional_weights(sample_weight))
     gradient = _sk.gradient(margins, classes, **arguments)
     hessian = _sk.hessian_diagonal(margins, classes, **arguments)
