@@ -1,8 +1,10 @@
 """softmax_kernels.lightgbm: the objective and the metric in lightgbm.train and LGBMClassifier
 (skipped without LightGBM)."""
 
+import importlib
 import importlib.util
 import pathlib
+import subprocess
 import sys
 
 import numpy as np
@@ -94,10 +96,11 @@ def test_lightgbm_factor_tracks_multiclass(data):
     relative 1e-9 (measured: bitwise equal margins); the exact diagonal's steps are larger and its
     loss differs by far more."""
     X, y, _ = data
-    built_in = train({"objective": "multiclass", "boost_from_average": False}, X, y)
-    built_in_loss = numpy_log_loss(built_in.predict(X, raw_score=True), y)
-    losses = {hessian: numpy_log_loss(train({"objective": skl.multiclass_objective(hessian=hessian)}, X, y)
-                                      .predict(X, raw_score=True), y)
+    def final_loss(params):
+        return numpy_log_loss(train(params, X, y).predict(X, raw_score=True), y)
+
+    built_in_loss = final_loss({"objective": "multiclass", "boost_from_average": False})
+    losses = {hessian: final_loss({"objective": skl.multiclass_objective(hessian=hessian)})
               for hessian in ("lightgbm", "exact")}
     assert abs(losses["lightgbm"] - built_in_loss) <= 1e-9 * built_in_loss
     assert abs(losses["exact"] - built_in_loss) >= 1e-2 * built_in_loss
@@ -134,10 +137,9 @@ def test_metric_equals_sklearn_log_loss(data, rng):
     weight = weight.astype(np.float32)  # as the Dataset stores it
     preds = rng.standard_normal((len(y), N_CLASSES))
     expected = log_loss(y, softmax(preds, axis=1), sample_weight=weight)
-    assert skl.multiclass_metric()(preds, dataset(X, y, weight)) == ("exact_mlogloss", pytest.approx(expected, rel=1e-12),
-                                                                      False)
-    assert skl.multiclass_metric(api="sklearn")(y, preds, weight) == ("exact_mlogloss",
-                                                                      pytest.approx(expected, rel=1e-12), False)
+    reported = ("exact_mlogloss", pytest.approx(expected, rel=1e-12), False)  # name, value, higher is better
+    assert skl.multiclass_metric()(preds, dataset(X, y, weight)) == reported
+    assert skl.multiclass_metric(api="sklearn")(y, preds, weight) == reported
 
 
 def test_metric_stays_positive_where_probabilities_round_to_one():
@@ -197,6 +199,18 @@ def test_bad_labels_stop_training_with_our_error(data):
     labels[7] = 2.5
     with pytest.raises(ValueError, match=r"y: expected integer class labels, got y\[7\] = 2.5"):
         train({"objective": skl.multiclass_objective()}, X, labels)
+
+
+def test_the_core_does_not_import_lightgbm():
+    code = "import sys, softmax_kernels; assert 'lightgbm' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_missing_lightgbm_raises_an_import_error_naming_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "lightgbm", None)  # makes "import lightgbm" fail
+    monkeypatch.delitem(sys.modules, "softmax_kernels.lightgbm")
+    with pytest.raises(ImportError, match=r'pip install "softmax_kernels\[lightgbm\]"'):
+        importlib.import_module("softmax_kernels.lightgbm")
 
 
 def test_example_prints_both_log_losses(capsys):
