@@ -175,6 +175,14 @@ def test_bad_margins_and_labels_raise_naming_the_argument(case):
         skl.multiclass_metric(**options)(preds, data)
 
 
+def test_sklearn_forms_check_the_weights():
+    y_pred, y_true = np.zeros((20, N_CLASSES)), np.arange(20) % N_CLASSES
+    with pytest.raises(ValueError, match=r"sample_weight: expected shape \(20,\), got \(19,\)"):
+        skl.multiclass_objective(api="sklearn")(y_true, y_pred, np.ones(19))
+    with pytest.raises(ValueError, match=r"sample_weight: expected shape \(20,\), got \(19,\)"):
+        skl.multiclass_metric(api="sklearn")(y_true, y_pred, np.ones(19))
+
+
 @pytest.mark.parametrize("arguments, error, message", [
     (dict(hessian="newton"), ValueError, r"hessian: expected one of 'exact', 'xgboost', 'lightgbm', got 'newton'"),
     (dict(label_smoothing=-0.1), ValueError, r"label_smoothing: expected a float in \[0, 1\], got -0.1"),

@@ -28,6 +28,11 @@ objective needs K >= 3; ``lightgbm.train`` with ``num_class=2`` gives two column
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import numpy as np
+from numpy.typing import ArrayLike
+
 try:
     import lightgbm as _lightgbm  # noqa: F401  (the extra's dependency, checked at import)
 except ImportError as _error:  # pragma: no cover - depends on the environment
@@ -37,12 +42,13 @@ from . import _boosting
 
 __all__ = ["multiclass_objective", "multiclass_metric"]
 
-# LightGBM's third element of a metric's result: whether higher is better.
-_LOWER_IS_BETTER = False
+# LightGBM's third element of a metric's result: whether higher is better (for a loss, no).
+_HIGHER_IS_BETTER = False
 
 
-def multiclass_objective(n_classes=None, *, class_weight=None, label_smoothing=0.0, hessian="exact",
-                         num_threads=None, api="native"):
+def multiclass_objective(n_classes: int | None = None, *, class_weight: ArrayLike | None = None,
+                         label_smoothing: float = 0.0, hessian: str = "exact", num_threads: int | None = None,
+                         api: str = "native") -> Callable[..., tuple[np.ndarray, np.ndarray]]:
     options = _boosting.check_objective_options(n_classes, class_weight, label_smoothing, hessian, num_threads)
     if _boosting.check_api(api) == "sklearn":
         def sklearn_objective(y_true, y_pred, weight):
@@ -57,20 +63,21 @@ def multiclass_objective(n_classes=None, *, class_weight=None, label_smoothing=0
     return objective
 
 
-def multiclass_metric(n_classes=None, *, num_threads=None, api="native"):
+def multiclass_metric(n_classes: int | None = None, *, num_threads: int | None = None,
+                      api: str = "native") -> Callable[..., tuple]:
     n_classes = _boosting.check_n_classes(n_classes)
     num_threads = _boosting.check_num_threads(num_threads)
     if _boosting.check_api(api) == "sklearn":
         def sklearn_metric(y_true, y_pred, weight):
             loss = _boosting.mean_log_loss(y_pred, y_true, weight, n_classes, num_threads, "y_pred")
-            return _boosting.METRIC_NAME, loss, _LOWER_IS_BETTER
+            return _boosting.METRIC_NAME, loss, _HIGHER_IS_BETTER
 
         return sklearn_metric
 
     def metric(preds, eval_data):
         loss = _boosting.mean_log_loss(preds, eval_data.get_label(), eval_data.get_weight(), n_classes, num_threads,
                                        "preds")
-        return _boosting.METRIC_NAME, loss, _LOWER_IS_BETTER
+        return _boosting.METRIC_NAME, loss, _HIGHER_IS_BETTER
 
     return metric
 

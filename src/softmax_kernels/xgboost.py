@@ -25,6 +25,11 @@ objective needs K >= 3; ``xgboost.train`` with ``num_class=2`` gives two columns
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import numpy as np
+from numpy.typing import ArrayLike
+
 try:
     import xgboost as _xgboost  # noqa: F401  (the extra's dependency, checked at import)
 except ImportError as _error:  # pragma: no cover - depends on the environment
@@ -37,8 +42,9 @@ from . import _boosting
 __all__ = ["multiclass_objective", "multiclass_metric"]
 
 
-def multiclass_objective(n_classes=None, *, class_weight=None, label_smoothing=0.0, hessian="exact",
-                         num_threads=None, api="native"):
+def multiclass_objective(n_classes: int | None = None, *, class_weight: ArrayLike | None = None,
+                         label_smoothing: float = 0.0, hessian: str = "exact", num_threads: int | None = None,
+                         api: str = "native") -> Callable[..., tuple[np.ndarray, np.ndarray]]:
     options = _boosting.check_objective_options(n_classes, class_weight, label_smoothing, hessian, num_threads)
     if _boosting.check_api(api) == "sklearn":
         def sklearn_objective(y_true, y_pred, sample_weight=None):
@@ -52,7 +58,8 @@ def multiclass_objective(n_classes=None, *, class_weight=None, label_smoothing=0
     return objective
 
 
-def multiclass_metric(n_classes=None, *, num_threads=None, api="native"):
+def multiclass_metric(n_classes: int | None = None, *, num_threads: int | None = None,
+                      api: str = "native") -> Callable[..., tuple | float]:
     n_classes = _boosting.check_n_classes(n_classes)
     num_threads = _boosting.check_num_threads(num_threads)
     if _boosting.check_api(api) == "sklearn":
