@@ -164,9 +164,10 @@ _HESSIAN_PARAMETER = """hessian : {"exact", "xgboost", "lightgbm"}, default "exa
     2 c sum_k s_k (1 - s_k) v_k^2), so a leaf's diagonal Newton step minimises an upper bound
     of the loss and cannot overshoot; XGBoost's maintainers cite Chen et al., "Gradient
     boosted CRFs" (AISTATS 2015), for it.
-    "lightgbm" (K / (K - 1)): LightGBM's ``multiclass`` follows Friedman's K-class TreeBoost
-    (Annals of Statistics, 2001, Algorithm 6), whose leaf values -(K - 1)/K sum g / sum s (1 - s)
-    allow for the K margins being determined only up to a common constant.
+    "lightgbm" (K / (K - 1)): LightGBM's ``multiclass`` rescales the redundant form of K
+    margins (determined only up to a common constant) to the non-redundant one of K - 1, as
+    in Friedman's K-class TreeBoost (Annals of Statistics, 2001, Algorithm 6), whose leaf
+    values are -(K - 1)/K sum g / sum s (1 - s).
     With a library's factor the trees track that library's built-in objective from the same
     starting margins; the exact diagonal takes the largest steps.
     Nothing is clamped: XGBoost raises its own h to at least 1e-16, LightGBM does not; here h
@@ -182,7 +183,7 @@ _N_CLASSES_PARAMETER = """n_classes : int >= 2, optional
 def _api_parameter(native: str, sklearn: str) -> str:
     lines = [textwrap.fill(f'"{name}": {text}.', width=92, initial_indent="    ", subsequent_indent="    ")
              for name, text in (("native", native), ("sklearn", sklearn))]
-    return '\n'.join(['api : {"native", "sklearn"}, default "native"'] + lines)
+    return "\n".join(['api : {"native", "sklearn"}, default "native"'] + lines)
 
 
 def objective_docstring(library: str, native: str, sklearn: str) -> str:
@@ -200,7 +201,7 @@ options, accurate to a few ulps also on confident rows.
 
 Parameters
 ----------
-""" + "\n".join(parameters) + f"""
+""" + "\n".join(parameters) + """
 
 Returns
 -------
