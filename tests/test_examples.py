@@ -12,6 +12,7 @@ pytest.importorskip("sklearn")
 
 import softmax_kernels as sk  # noqa: E402
 
+
 def one_thread():
     """BLAS and OpenMP on one thread: on a small shared machine two fits' thread pools
     contending with other work cost far more than they gain (threadpoolctl comes with scikit-learn)."""
@@ -118,3 +119,4 @@ def test_exact_leaf_newton_steps_beat_the_diagonal_ones():
     assert exact_iterations < diagonal_iterations
     assert abs(exact_start - diagonal_start) <= 1e-12  # the same base score, reached faster
     assert exact_after < diagonal_after < exact_start
+

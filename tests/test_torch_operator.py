@@ -2,7 +2,9 @@
 shape and dtype, in value, gradient and double backward; it keeps the digits of confident rows;
 it runs under torch.compile(fullgraph=True) and torch.func.grad; gradcheck and gradgradcheck pass."""
 
+import importlib.util
 import itertools
+import pathlib
 
 import numpy as np
 import pytest
@@ -160,6 +162,26 @@ def test_zero_copies_for_contiguous_float_rows():
     assert logits.data_ptr() == channels_last.data_ptr()
 
 
+def test_kernels_use_torchs_thread_count(monkeypatch):
+    requested = []
+    for name in ("loss", "loss_gradient", "hessian_vector_product", "hessian"):
+        function = getattr(sk, name)
+        monkeypatch.setattr(sk, name, lambda *a, _function=function, **k: requested.append(k["num_threads"])
+                            or _function(*a, **k))
+    x = torch.randn(6, 4, dtype=torch.float64, requires_grad=True)
+    target = torch.tensor([0, 1, 2, 3, 0, 1])
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        skt.cross_entropy(x.detach(), target)
+        (gradient,) = torch.autograd.grad(skt.cross_entropy(x, target), x, create_graph=True)
+        torch.autograd.grad(gradient.sum(), x)
+        skt.hessian(x.detach(), target)
+    finally:
+        torch.set_num_threads(previous)
+    assert requested == [1, 1, 1, 1]
+
+
 @pytest.mark.parametrize("layout", ["packed_upper", "full"])
 def test_curvature_wrappers_equal_the_numpy_functions(layout):
     x = torch.randn(3, 4, 2, dtype=torch.float64)  # torch's (N, C, d) layout
@@ -195,3 +217,15 @@ def test_bad_input_raises_and_names_the_argument(call, error, fragment):
     with pytest.raises(error) as raised:
         call()
     assert fragment in str(raised.value)
+
+
+def test_example_newton_cg_reaches_torchs_optimum(capsys):
+    path = pathlib.Path(__file__).resolve().parent.parent / "examples" / "torch_newton_cg.py"
+    spec = importlib.util.spec_from_file_location("torch_newton_cg", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    results = example.main(["--rows", "3000", "--features", "6", "--classes", "4"])
+    (theirs, their_gradient, _), (ours, our_gradient, _) = results.values()
+    assert abs(ours - theirs) <= 1e-12 * abs(theirs)
+    assert our_gradient <= 1e-8 and their_gradient <= 1e-8
+    assert "softmax_kernels.torch.cross_entropy" in capsys.readouterr().out

@@ -5,6 +5,7 @@
 from . import reference as reference
 from .reference import gradient as gradient
 from .reference import hessian as hessian
+from .reference import gradient_hessian_diagonal as gradient_hessian_diagonal
 from .reference import hessian_diagonal as hessian_diagonal
 from .reference import hessian_sum as hessian_sum
 from .reference import hessian_vector_product as hessian_vector_product
@@ -26,6 +27,7 @@ __all__ = [
     "loss_gradient_hessian",
     "hessian_vector_product",
     "hessian_diagonal",
+    "gradient_hessian_diagonal",
     "hessian_sum",
     "pack",
     "unpack",

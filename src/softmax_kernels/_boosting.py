@@ -4,7 +4,7 @@ and labels a boosting library hands over, and the objective's and metric's arith
 A boosting library calls a custom multiclass objective once per round with the raw margins
 z (N, K) and the training labels (float, one per row); it wants, per row and class, the
 gradient g = c s - a of the loss and a positive curvature h to divide by. Both come from the
-kernels (``gradient`` and ``hessian_diagonal``, the options meaning what they mean there);
+kernels in one pass (``gradient_hessian_diagonal``, the options meaning what they mean there);
 only the scale of h is the library's convention (:data:`HESSIAN_FACTORS`).
 """
 
@@ -131,11 +131,8 @@ def gradient_and_hessian(margins, labels, sample_weight, options: ObjectiveOptio
     """g = c s - a and h = factor * c s (1 - s) per row and class: (N, K) arrays in the margins'
     dtype (float32 and float64 natively, other real dtypes in float64)."""
     margins, classes = checked_inputs(margins, labels, options.n_classes, margins_name)
-    # LightGBM hands over a column-major view: one C-order copy serves both kernel calls.
-    margins = np.ascontiguousarray(margins)
-    arguments = dict(options.kernel_arguments(), sample_weight=optional_weights(sample_weight))
-    gradient = _sk.gradient(margins, classes, **arguments)
-    hessian = _sk.hessian_diagonal(margins, classes, **arguments)
+    gradient, hessian = _sk.gradient_hessian_diagonal(
+        margins, classes, **options.kernel_arguments(), sample_weight=optional_weights(sample_weight))
     factor = hessian_factor(options.hessian, margins.shape[1])
     if factor != 1.0:
         hessian *= factor
@@ -196,8 +193,8 @@ def objective_docstring(library: str, native: str, sklearn: str) -> str:
 Per row and class the objective returns the gradient g = c s - a of the row's loss with
 respect to the raw margins z and the curvature h = factor * c s (1 - s), where s = softmax(z),
 a = w cw * ((1 - eps) onehot(y) + eps / K), c = sum(a) and w is the sample weight from the
-library: ``softmax_kernels.gradient`` and ``softmax_kernels.hessian_diagonal`` with these
-options, accurate to a few ulps also on confident rows.
+library: ``softmax_kernels.gradient_hessian_diagonal`` with these options, accurate to a
+few ulps also on confident rows.
 
 Parameters
 ----------

@@ -170,6 +170,11 @@ OPERATIONS = {
             ("hessian_diagonal",), ("out",), **_HESSIAN_OPTIONS,
         ),
         Operation(
+            "gradient_hessian_diagonal",
+            "Gradient and Hessian diagonal in one pass over z (a boosting objective's two arrays).",
+            ("gradient", "hessian_diagonal"), ("grad_out", "diag_out"), targets=TARGETS_REQUIRED,
+        ),
+        Operation(
             "hessian_sum",
             "The Hessian summed over the batch, sum_i c_i (diag(s_i) - s_i s_i^T), or one sum per group.",
             ("hessian_sum",), ("out",), takes_layout=True, takes_groups=True, reductions=("sum", "mean"),

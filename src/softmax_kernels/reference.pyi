@@ -17,6 +17,7 @@ __all__ = [
     "loss_gradient_hessian",
     "hessian_vector_product",
     "hessian_diagonal",
+    "gradient_hessian_diagonal",
     "hessian_sum",
     "pack",
     "unpack",
@@ -124,7 +125,19 @@ def hessian_diagonal(
     out: _FloatArray | None = None,
     num_threads: _Int | None = None,
 ) -> _FloatArray: ...
-
+def gradient_hessian_diagonal(
+    z: ArrayLike,
+    y: ArrayLike,
+    *,
+    sample_weight: ArrayLike | None = None,
+    class_weight: ArrayLike | None = None,
+    label_smoothing: _Real = 0.0,
+    ignore_index: _Int | None = None,
+    reduction: _Reduction = "none",
+    grad_out: _FloatArray | None = None,
+    diag_out: _FloatArray | None = None,
+    num_threads: _Int | None = None,
+) -> tuple[_FloatArray, _FloatArray]: ...
 def hessian_sum(
     z: ArrayLike,
     y: ArrayLike | None = None,

@@ -21,10 +21,12 @@ with a fake (meta) implementation and autograd, so it runs under
 
 Zero copies where memory allows: the kernels read the tensors' memory through NumPy; an
 (N, C, d1, ...) input is laid out with the class axis last first (free when it already is in
-memory). Where the kernels do not apply, ``cross_entropy`` calls torch's own
-``cross_entropy`` instead, by design and documented: tensors not on the CPU, dtypes other than
-float32/float64, and targets or class weights that require a gradient (whose derivatives the
-kernels do not compute).
+memory). The kernels run on ``torch.get_num_threads()`` threads: ``torch.set_num_threads``
+does not reach the kernels' OpenMP runtime (torch ships its own), so each call passes the count
+on. Where the kernels do not apply, ``cross_entropy`` calls torch's own ``cross_entropy``
+instead, by design and documented: tensors not on the CPU, dtypes other than float32/float64,
+and targets or class weights that require a gradient (whose derivatives the kernels do not
+compute).
 
 ``loss_gradient_hessian`` and ``hessian`` return the per-element Hessians as tensors (packed or
 full), with the class dimensions last. Install with ``pip install "softmax_kernels[torch]"``.
@@ -52,8 +54,9 @@ Tensor = torch.Tensor
 
 
 def _options(target: Tensor, weight: Optional[Tensor], ignore_index: int, label_smoothing: float) -> dict:
-    """The kernels' options for torch's: ignore_index applies to class indices only."""
-    options = {"label_smoothing": label_smoothing}
+    """The kernels' options for torch's: ignore_index applies to class indices only; the
+    kernels use as many threads as torch's intra-op pool (``torch.set_num_threads``)."""
+    options = {"label_smoothing": label_smoothing, "num_threads": torch.get_num_threads()}
     if weight is not None:
         options["class_weight"] = weight.detach().numpy()
     if not target.is_floating_point():
@@ -299,7 +302,7 @@ def _curvature_arguments(input, target, weight, ignore_index, label_smoothing):
                         f"{reason}")
     logits, targets, batch_shape = _rows(input, indices)
     if target is None:
-        return _numpy(logits), None, batch_shape, {}
+        return _numpy(logits), None, batch_shape, {"num_threads": torch.get_num_threads()}
     return _numpy(logits), _numpy(targets), batch_shape, _options(targets, weight, ignore_index, label_smoothing)
 
 
