@@ -134,6 +134,10 @@ def build_invalid_call(spec: dict) -> InvalidCall:
             labels = np.zeros((3,), labels.dtype)
             position = (int(rng.integers(0, 3)),)
             args[0] = np.zeros((3, n_classes))
+            if operation.takes_v:
+                args[1] = np.ones((3, n_classes))
+            if "sample_weight" in kwargs:
+                kwargs["sample_weight"] = np.ones(3)
             _drop_outs(kwargs, names)
             dtype = np.dtype(np.float64)
         bad_values = [n_classes, n_classes + 5, -1, 2**40]
