@@ -1,12 +1,12 @@
-"""Mathematically exact results and condition terms for the accuracy contract (issue 2).
+"""Mathematically exact results and condition terms for the accuracy contract (README).
 
-Not a test module: the accuracy tests import it. For floating-point inputs taken
+Not a test module: the accuracy and property tests import it. For floating-point inputs taken
 exactly (``mpf(float(x))``) it computes, in mpmath at 80 significant digits,
 
 * every output of the package: softmax, log_softmax, loss (any reduction),
   gradient, the full Hessian, its diagonal and the Hessian-vector product, for
   integer labels, soft targets or no targets (``y=None``), with sample_weight,
-  class_weight, label_smoothing, ignore_index and reduction exactly as the issue
+  class_weight, label_smoothing, ignore_index and reduction exactly as the README
   defines them (a = w cw * ((1 - eps) onehot(y) + eps/K); "mean" divides by
   sum w cw_y over non-ignored rows for labels, by sum w (or N) otherwise;
   -inf logits are masked classes and a zero target weight on one contributes 0);
@@ -720,7 +720,7 @@ class _Row:
 
 def effective_targets(z_shape, y=None, *, sample_weight=None, class_weight=None, label_smoothing=0.0,
                       ignore_index=None):
-    """The effective target matrix a (N, K) in float64 and the ignored-row mask, from the issue's formula."""
+    """The effective target matrix a (N, K) in float64 and the ignored-row mask, from the README's formula."""
     n_classes = z_shape[-1]
     n_rows = int(np.prod(z_shape[:-1], dtype=np.int64))
     w = np.ones(n_rows) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64).reshape(n_rows)

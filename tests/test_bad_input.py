@@ -16,25 +16,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
+from helpers import (IN_PLACE_OUTS, LAYOUT_OPERATIONS, TARGET_OPERATIONS, TARGET_OPTIONAL_OPERATIONS,
+                     TARGET_REQUIRED_OPERATIONS)
+from softmax_kernels._layout import packed_size
+from softmax_kernels._operations import LAYOUT_DEFAULT, NO_TARGETS, OPERATIONS, output_shape
+
 SENTINEL = -12345.5
 N_ROWS, N_CLASSES = 3, 4
-PACKED = N_CLASSES * (N_CLASSES + 1) // 2
-
-# name -> (y: "none" | "required" | "optional", uses v, uses layout, out argument names)
-FUNCTIONS = {
-    "softmax": ("none", False, False, ("out",)),
-    "log_softmax": ("none", False, False, ("out",)),
-    "loss": ("required", False, False, ("out",)),
-    "gradient": ("required", False, False, ("out",)),
-    "loss_gradient": ("required", False, False, ("loss_out", "grad_out")),
-    "hessian": ("optional", False, True, ("out",)),
-    "loss_gradient_hessian": ("required", False, True, ("loss_out", "grad_out", "hess_out")),
-    "hessian_vector_product": ("optional", True, False, ("out",)),
-    "hessian_diagonal": ("optional", False, False, ("out",)),
-}
-WITH_TARGETS = [name for name, spec in FUNCTIONS.items() if spec[0] != "none"]
-WITHOUT_Y = [name for name, spec in FUNCTIONS.items() if spec[0] == "optional"]
-WITH_LAYOUT = [name for name, spec in FUNCTIONS.items() if spec[2]]
 
 _MISSING = object()
 
@@ -49,23 +37,9 @@ def good_labels():
 
 def sentinel_outs(name: str, batch=(N_ROWS,), n_classes=N_CLASSES):
     """Outs shaped for the call with default options on z of shape batch + (K,), filled with the sentinel."""
-    shapes = {
-        "loss": batch,
-        "rows": batch + (n_classes,),
-        "hess": batch + (n_classes * (n_classes + 1) // 2,),
-    }
-    kind = {
-        "softmax": ("rows",),
-        "log_softmax": ("rows",),
-        "loss": ("loss",),
-        "gradient": ("rows",),
-        "loss_gradient": ("loss", "rows"),
-        "hessian": ("hess",),
-        "loss_gradient_hessian": ("loss", "rows", "hess"),
-        "hessian_vector_product": ("rows",),
-        "hessian_diagonal": ("rows",),
-    }[name]
-    return {out_name: np.full(shapes[k], SENTINEL) for out_name, k in zip(FUNCTIONS[name][3], kind)}
+    operation = OPERATIONS[name]
+    return {out: np.full(output_shape(kind, batch, n_classes, "none", LAYOUT_DEFAULT), SENTINEL)
+            for kind, out in zip(operation.outputs, operation.out_arguments)}
 
 
 @dataclass
@@ -84,16 +58,16 @@ class Bad:
 
 def invoke(module, case: Bad):
     """Call the case with sentinel outs for every out argument it does not set itself."""
-    y_kind, uses_v, _, _ = FUNCTIONS[case.function]
+    operation = OPERATIONS[case.function]
     kwargs = dict(case.kwargs)
     z_shape = np.shape(case.z)
     batch, n_classes = (z_shape[:-1], z_shape[-1]) if len(z_shape) and z_shape[-1] else ((N_ROWS,), N_CLASSES)
     for out_name, out in sentinel_outs(case.function, batch, n_classes).items():
         kwargs.setdefault(out_name, out)
     args = [case.z]
-    if uses_v:
+    if operation.takes_v:
         args.append(np.ones(batch + (n_classes,)) if case.v is _MISSING else case.v)
-    if y_kind != "none":
+    if operation.targets != NO_TARGETS:
         args.append(good_labels() if case.y is _MISSING else case.y)
     return getattr(module, case.function), args, kwargs
 
@@ -129,7 +103,7 @@ def _z_cases():
         ("object", good_z().astype(object), TypeError, ("z", "real", "object")),
         ("str", np.array([["a", "b"], ["c", "d"]]), TypeError, ("z", "real", "<U1")),
     ]
-    for name in FUNCTIONS:
+    for name in OPERATIONS:
         for label, z, error, fragments in bad_z:
             cases.append(Bad(f"{name}-z-{label}", name, error, fragments, z=z))
     return cases
@@ -139,7 +113,7 @@ def _label_cases():
     z234 = np.zeros((2, 4, 3))  # batch (2, 4), K = 3
     two_bad = np.array([[0, 1, 2, 0], [1, 2, 7, 9]])  # first bad position: [1, 2]
     cases = []
-    for name in WITH_TARGETS:
+    for name in TARGET_OPERATIONS:
         cases += [
             Bad(f"{name}-label-too-big", name, ValueError, ("y", "[0, 3)", "y[1, 2] = 7"), z=z234, y=two_bad),
             Bad(
@@ -186,14 +160,14 @@ def _label_cases():
                 kwargs=dict(ignore_index=-100),
             ),
         ]
-    for name in ("loss", "gradient", "loss_gradient", "loss_gradient_hessian"):
+    for name in TARGET_REQUIRED_OPERATIONS:
         cases.append(Bad(f"{name}-y-missing", name, ValueError, ("y", "(3,)", "(3, 4)"), y=None))
     return cases
 
 
 def _options_without_y_cases():
     cases = []
-    for name in WITHOUT_Y:
+    for name in TARGET_OPTIONAL_OPERATIONS:
         for option, value in (("class_weight", np.ones(N_CLASSES)), ("label_smoothing", 0.1), ("ignore_index", -100)):
             cases.append(
                 Bad(f"{name}-{option}-without-y", name, ValueError, (option, "y"), y=None, kwargs={option: value})
@@ -203,7 +177,7 @@ def _options_without_y_cases():
 
 def _option_value_cases():
     cases = []
-    for name in WITH_TARGETS:
+    for name in TARGET_OPERATIONS:
         for label, value, error in (
             ("negative", -0.1, ValueError),
             ("above-one", 1.5, ValueError),
@@ -230,14 +204,14 @@ def _option_value_cases():
             Bad(f"{name}-class-weight-scalar", name, ValueError, ("class_weight", "(4,)", "()"),
                 kwargs=dict(class_weight=1.0)),
         ]
-    for name in WITH_LAYOUT:
+    for name in LAYOUT_OPERATIONS:
         for value in ("upper", "packed", "FULL", None):
             cases.append(
                 Bad(f"{name}-layout-{value}", name, ValueError,
                     ("layout", "'packed_upper'", "'packed_lower'", "'full'", repr(value)),
                     kwargs=dict(layout=value))
             )
-    for name in FUNCTIONS:
+    for name in OPERATIONS:
         for value, error, expected in ((0, ValueError, ">= 1"), (-1, ValueError, ">= 1"), (1.5, TypeError, "int"),
                                        (True, TypeError, "int"), ("2", TypeError, "int")):
             cases.append(Bad(f"{name}-num-threads-{value!r}", name, error, ("num_threads", expected, str(value)),
@@ -254,7 +228,7 @@ def _option_value_cases():
 def _out_cases():
     """Wrong dtype, shape, contiguity, writeability, and overlap with an input."""
     cases = []
-    for name in FUNCTIONS:
+    for name in OPERATIONS:
         for out_name, good in sentinel_outs(name).items():
             wrong_shape = np.full(good.shape + (1,), SENTINEL)
             read_only = good.copy()
@@ -287,7 +261,8 @@ def _out_cases():
     soft, v, v2, z_is_out, z_is_out2, weights, weights2, matrix = (
         rows(0.25), rows(), rows(), rows(), rows(), np.ones(N_ROWS), np.ones(N_ROWS), rows())
     soft2 = rows(0.25)
-    hess_buffer = np.zeros(N_ROWS * PACKED)
+    packed = packed_size(N_CLASSES)
+    hess_buffer = np.zeros(N_ROWS * packed)
     z_in_hess = hess_buffer[: N_ROWS * N_CLASSES].reshape(N_ROWS, N_CLASSES)
     k1, k1_again = np.zeros((N_ROWS, 1)), np.zeros((N_ROWS, 1))
     cases += [
@@ -305,13 +280,13 @@ def _out_cases():
         Bad("gradient-out-holds-class-weight", "gradient", ValueError, ("out", "overlap", "class_weight"),
             kwargs=dict(class_weight=matrix[1], out=matrix)),
         Bad("hessian-out-overlaps-z", "hessian", ValueError, ("out", "overlap", "z"), z=z_in_hess, y=None,
-            kwargs=dict(out=hess_buffer.reshape(N_ROWS, PACKED))),
+            kwargs=dict(out=hess_buffer.reshape(N_ROWS, packed))),
         # out = z where the spec does not allow it
         Bad("hessian_diagonal-out-is-z", "hessian_diagonal", ValueError, ("out", "overlap", "z"), z=z_is_out, y=None,
             kwargs=dict(out=z_is_out)),
         Bad("hessian_diagonal-out-is-z-with-y", "hessian_diagonal", ValueError, ("out", "overlap", "z"), z=z_is_out2,
             kwargs=dict(out=z_is_out2)),
-        # K = 1: a packed Hessian has z's shape, but only softmax/log_softmax/gradient may run in place.
+        # K = 1: a packed Hessian has z's shape, but only the outputs whose out may be z run in place.
         Bad("hessian-out-is-z-K1", "hessian", ValueError, ("out", "overlap", "z"), z=k1, y=None, kwargs=dict(out=k1)),
         Bad("loss_gradient_hessian-hess_out-is-z-K1", "loss_gradient_hessian", ValueError, ("hess_out", "overlap", "z"),
             z=k1_again, y=np.zeros(N_ROWS, dtype=int),
@@ -324,14 +299,10 @@ def _out_cases():
         z = buffer[: N_ROWS * N_CLASSES].reshape(N_ROWS, N_CLASSES)
         return z, buffer[N_ROWS:].reshape(N_ROWS, N_CLASSES)  # shares all but 3 elements with z
 
-    for name in ("softmax", "log_softmax", "gradient"):
+    for name, out in IN_PLACE_OUTS:
         z, shifted = z_and_shifted_view()
-        cases.append(Bad(f"{name}-out-partially-overlaps-z", name, ValueError, ("out", "overlap", "z"), z=z,
-                         kwargs=dict(out=shifted)))
-    for name in ("loss_gradient", "loss_gradient_hessian"):
-        z, shifted = z_and_shifted_view()
-        cases.append(Bad(f"{name}-grad_out-partially-overlaps-z", name, ValueError, ("grad_out", "overlap", "z"),
-                         z=z, kwargs=dict(grad_out=shifted)))
+        cases.append(Bad(f"{name}-{out}-partially-overlaps-z", name, ValueError, (out, "overlap", "z"), z=z,
+                         kwargs={out: shifted}))
     return cases
 
 
@@ -343,7 +314,7 @@ def test_bad_input_raises_and_writes_nothing(backend, case):
     assert_raises_and_writes_nothing(backend, case)
 
 
-def test_case_ids_are_unique():
+def test_bad_input_case_ids_are_unique():
     ids = [case.id for case in CASES]
     assert len(ids) == len(set(ids))
 
@@ -366,46 +337,9 @@ def test_case_ids_are_unique():
     ],
     ids=lambda x: x if isinstance(x, str) else None,
 )
-def test_pack_unpack_bad_input(backend, function, argument, layout, error, fragments):
+def test_pack_and_unpack_reject_bad_input_naming_the_argument(backend, function, argument, layout, error, fragments):
     with pytest.raises(error) as info:
         getattr(backend, function)(argument, layout=layout)
     assert type(info.value) is error
     for fragment in fragments:
         assert fragment in str(info.value), (fragment, str(info.value))
-
-
-# --- in place: allowed where the spec allows it ------------------------------------
-
-
-def _in_place_cases():
-    soft = np.random.default_rng(3).dirichlet(np.ones(N_CLASSES), size=N_ROWS)
-    cases = []
-    for y in (good_labels(), soft):
-        kind = "labels" if y.ndim == 1 else "soft"
-        options = dict(class_weight=np.array([1.0, 2.0, 0.5, 1.5]), label_smoothing=0.1, reduction="mean")
-        cases += [
-            (f"gradient-{kind}", "gradient", (y,), options, "out", 0),
-            (f"loss_gradient-{kind}", "loss_gradient", (y,), options, "grad_out", 1),
-            (f"loss_gradient_hessian-{kind}", "loss_gradient_hessian", (y,), options, "grad_out", 1),
-        ]
-    cases += [("softmax", "softmax", (), {}, "out", 0), ("log_softmax", "log_softmax", (), {}, "out", 0)]
-    return cases
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: np.dtype(d).name)
-@pytest.mark.parametrize("name, function, extra_args, options, out_name, index", _in_place_cases(),
-                         ids=[c[0] for c in _in_place_cases()])
-def test_out_may_be_z_itself_and_equals_out_of_place(
-    backend, dtype, name, function, extra_args, options, out_name, index
-):
-    rng = np.random.default_rng(4)
-    z = rng.normal(scale=3.0, size=(N_ROWS, N_CLASSES)).astype(dtype)
-    z[1, 2] = -np.inf  # a masked class too
-    extra_args = tuple(np.asarray(a, dtype=dtype) if a.dtype.kind == "f" else a for a in extra_args)
-    expected = getattr(backend, function)(z.copy(), *extra_args, **options)
-    result = getattr(backend, function)(z, *extra_args, **options, **{out_name: z})
-    expected_outputs = expected if isinstance(expected, tuple) else (expected,)
-    outputs = result if isinstance(result, tuple) else (result,)
-    assert outputs[index] is z
-    for got, want in zip(outputs, expected_outputs):
-        np.testing.assert_array_equal(got, want)

@@ -10,11 +10,14 @@ import dask  # noqa: E402
 
 import softmax_kernels as sk  # noqa: E402
 import softmax_kernels.dask as skd  # noqa: E402
+from helpers import (IGNORE_INDEX, LAYOUT_OPERATIONS, NO_TARGET_OPERATIONS, TARGET_OPERATIONS,  # noqa: E402
+                     TARGET_OPTIONAL_OPERATIONS, assert_allclose_typed, call_operation, options_for)
+from softmax_kernels._layout import LAYOUTS  # noqa: E402
 from softmax_kernels._operations import PUBLIC_NAMES  # noqa: E402
+from softmax_kernels._reduction import REDUCTIONS  # noqa: E402
 
 N_CLASSES = 8
-LABEL_FUNCTIONS = ("loss", "gradient", "loss_gradient", "loss_gradient_hessian")
-HESSIAN_FUNCTIONS = ("hessian", "hessian_vector_product", "hessian_diagonal")
+TOLERANCE = {np.float32: dict(rtol=1e-5, atol=1e-7), np.float64: dict(rtol=1e-11, atol=1e-14)}
 # Batch chunkings of a (60, 8) batch: one block, regular, uneven, and a chunked class axis.
 CHUNKINGS_2D = [(60, 8), (7, 8), ((1, 20, 39), (8,)), (13, 3)]
 # A (6, 10, 8) batch with two batch axes, the class axis chunked in the second one.
@@ -42,9 +45,9 @@ def _inputs(shape, targets, dtype, seed=0):
         y = rng.integers(0, N_CLASSES, batch)
     elif targets == "labels_all_options":
         y = rng.integers(0, N_CLASSES, batch)
-        y.reshape(-1)[::4] = -100
+        y.reshape(-1)[::4] = IGNORE_INDEX
         options = dict(sample_weight=rng.random(batch), class_weight=rng.random(N_CLASSES) + 0.5,
-                       label_smoothing=0.1, ignore_index=-100)
+                       label_smoothing=0.1, ignore_index=IGNORE_INDEX)
     elif targets == "all_ignored":
         y = np.full(batch, 7)
         options = dict(ignore_index=7)
@@ -74,29 +77,20 @@ def _chunked(arrays, z_shape, chunks):
 
 
 def _call(module, name, z, y, v, options):
-    function = getattr(module, name)
-    if name in ("softmax", "log_softmax"):
-        result = function(z)
-    elif name == "hessian_vector_product":
-        result = function(z, v, y, **options)
-    else:
-        result = function(z, y, **options)
-    return result if isinstance(result, tuple) else (result,)
+    """The operation with the options it takes (softmax: none of the target options)."""
+    return call_operation(module, name, z, y, v, **options_for(name, options))
 
 
 def _assert_matches(expected, computed, dtype):
-    rtol, atol = (1e-5, 1e-7) if dtype == np.float32 else (1e-11, 1e-14)
     assert len(expected) == len(computed)
-    for want, got in zip(expected, computed):
-        assert got.shape == want.shape and got.dtype == want.dtype
-        np.testing.assert_allclose(got, want, rtol=rtol, atol=atol)
+    for want, got in zip(expected, computed, strict=True):
+        # a computed 0-d Dask array is a NumPy scalar
+        assert_allclose_typed(np.asarray(got), want, want.dtype, **TOLERANCE[dtype])
 
 
 def _check_against_memory(client, name, targets, reduction, dtype, shape, chunkings, extra=None):
     z, y, options = _inputs(shape, targets, dtype)
-    options = dict(options, **(extra or {}))
-    if name not in ("softmax", "log_softmax"):
-        options["reduction"] = reduction
+    options = dict(options, reduction=reduction, **(extra or {}))
     v = np.random.default_rng(1).standard_normal(shape).astype(dtype)
     expected = _call(sk, name, z, y, v, options)
     lazy = []
@@ -110,34 +104,34 @@ def _check_against_memory(client, name, targets, reduction, dtype, shape, chunki
         _assert_matches(expected, tuple(computed), dtype)
 
 
-@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+@pytest.mark.parametrize("name", NO_TARGET_OPERATIONS)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_softmax_matches_memory(client, name, dtype):
     _check_against_memory(client, name, None, "none", dtype, (60, N_CLASSES), CHUNKINGS_2D)
     _check_against_memory(client, name, None, "none", dtype, (6, 10, N_CLASSES), CHUNKINGS_3D)
 
 
-@pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("targets", ["labels", "labels_all_options", "soft", "all_ignored"])
-@pytest.mark.parametrize("name", LABEL_FUNCTIONS + HESSIAN_FUNCTIONS)
+@pytest.mark.parametrize("name", TARGET_OPERATIONS)
 def test_targets_match_memory(client, name, targets, reduction):
     _check_against_memory(client, name, targets, reduction, np.float64, (60, N_CLASSES), CHUNKINGS_2D)
 
 
-@pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
-@pytest.mark.parametrize("name", HESSIAN_FUNCTIONS)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("name", TARGET_OPTIONAL_OPERATIONS)
 def test_no_targets_match_memory(client, name, reduction):
     _check_against_memory(client, name, None, reduction, np.float64, (60, N_CLASSES), CHUNKINGS_2D)
 
 
-@pytest.mark.parametrize("layout", ["packed_upper", "packed_lower", "full"])
-@pytest.mark.parametrize("name", ["hessian", "loss_gradient_hessian"])
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("name", LAYOUT_OPERATIONS)
 def test_layouts_and_batch_axes_match_memory(client, name, layout):
     _check_against_memory(client, name, "labels_all_options", "mean", np.float32, (6, 10, N_CLASSES),
                           CHUNKINGS_3D, extra={"layout": layout})
 
 
-def test_float32_and_one_row(client):
+def test_float32_and_a_single_row_match_memory(client):
     _check_against_memory(client, "loss_gradient", "labels_all_options", "mean", np.float32, (60, N_CLASSES),
                           CHUNKINGS_2D)
     z = np.linspace(-2.0, 3.0, N_CLASSES)
@@ -181,7 +175,7 @@ def test_bad_label_raises_at_compute_time(client):
         client.compute(lazy).result()
 
 
-def test_functions_pickle():
+def test_functions_pickle_by_reference():
     import pickle
 
     for name in PUBLIC_NAMES:

@@ -15,11 +15,12 @@ import numpy as np
 import pytest
 
 import softmax_kernels as sk
+from helpers import IGNORE_INDEX
+from softmax_kernels._layout import LAYOUTS
+from softmax_kernels._reduction import REDUCTIONS
 
 STEP = 1e-5
 RTOL = 1e-7
-IGNORE = -100
-LAYOUTS = ("packed_upper", "packed_lower", "full")
 
 Z = np.array([[0.5, -1.0, 2.0, 0.25, -0.5],
               [3.0, 3.0, -2.0, 0.0, 1.0],     # a tie at the max
@@ -31,7 +32,7 @@ V = np.array([[1.0, -2.0, 0.5, 0.0, 3.0],
               [2.0, 2.0, -2.0, 1.0, 0.5]])
 TARGETS = {
     "labels": np.array([2, 0, 3, 1]),
-    "labels_with_ignored_row": np.array([2, IGNORE, 3, 1]),
+    "labels_with_ignored_row": np.array([2, IGNORE_INDEX, 3, 1]),
     "soft_probabilities": np.array([[0.2, 0.2, 0.2, 0.2, 0.2], [1.0, 0.0, 0.0, 0.0, 0.0],
                                     [0.0, 0.5, 0.0, 0.5, 0.0], [0.1, 0.2, 0.3, 0.4, 0.0]]),
     "soft_signed": np.array([[1.0, -0.5, 0.0, 2.0, -1.0], [0.5, 0.5, -1.0, 0.0, 0.25],
@@ -46,13 +47,12 @@ WEIGHTS = {
                                      "class_weight": np.array([1.0, -1.0, 0.0, 2.0, 0.5]),
                                      "label_smoothing": 0.1},
 }
-REDUCTIONS = ("none", "sum", "mean")
 
 
 def options_for(targets, weights, reduction):
     options = dict(WEIGHTS[weights], reduction=reduction)
     if targets == "labels_with_ignored_row":
-        options["ignore_index"] = IGNORE
+        options["ignore_index"] = IGNORE_INDEX
     return options
 
 

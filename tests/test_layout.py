@@ -4,9 +4,7 @@ import numpy as np
 import pytest
 
 import softmax_kernels as sk
-from softmax_kernels._layout import packed_lower_index, packed_rows_cols, packed_upper_index
-
-PACKED = ["packed_upper", "packed_lower"]
+from softmax_kernels._layout import PACKED_LAYOUTS, packed_lower_index, packed_rows_cols, packed_size, packed_upper_index
 
 
 @pytest.mark.parametrize("n_classes", [1, 2, 5, 17])
@@ -19,18 +17,18 @@ def test_packed_positions_follow_the_lapack_formulas(n_classes):
     assert np.all(rows >= cols)
 
 
-@pytest.mark.parametrize("layout", PACKED)
+@pytest.mark.parametrize("layout", PACKED_LAYOUTS)
 @pytest.mark.parametrize("shape", [(4, 4), (3, 6, 6), (2, 2, 1, 1)])
 def test_unpack_inverts_pack_on_symmetric_matrices(layout, shape, rng):
     a = rng.standard_normal(shape)
     sym = a + np.swapaxes(a, -1, -2)
     packed = sk.pack(sym, layout=layout)
-    assert packed.shape == shape[:-2] + (shape[-1] * (shape[-1] + 1) // 2,)
+    assert packed.shape == shape[:-2] + (packed_size(shape[-1]),)
     np.testing.assert_array_equal(sk.unpack(packed, layout=layout), sym)
     assert sk.pack(sym.astype(np.float32), layout).dtype == np.float32
 
 
-@pytest.mark.parametrize("layout", PACKED)
+@pytest.mark.parametrize("layout", PACKED_LAYOUTS)
 def test_pack_reads_only_the_stored_triangle(layout, rng):
     a = rng.standard_normal((5, 5))
     upper = layout == "packed_upper"
@@ -38,7 +36,7 @@ def test_pack_reads_only_the_stored_triangle(layout, rng):
     np.testing.assert_array_equal(sk.pack(a, layout), sk.pack(stored, layout))
 
 
-@pytest.mark.parametrize("layout", PACKED)
+@pytest.mark.parametrize("layout", PACKED_LAYOUTS)
 def test_packed_hessian_feeds_blas_spmv(backend, layout, rng):
     blas = pytest.importorskip("scipy.linalg.blas")
     z = rng.standard_normal((6, 9)) * 3
@@ -54,7 +52,7 @@ def test_packed_hessian_feeds_blas_spmv(backend, layout, rng):
             np.testing.assert_allclose(via_blas, hvp[row], rtol=tol, atol=tol)
 
 
-@pytest.mark.parametrize("layout", PACKED)
+@pytest.mark.parametrize("layout", PACKED_LAYOUTS)
 def test_all_layouts_store_the_same_numbers(backend, layout, rng):
     z = rng.standard_normal((4, 2, 7)) * 5
     full = backend.hessian(z, layout="full")

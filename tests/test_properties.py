@@ -21,20 +21,23 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from hypothesis.extra.numpy import arrays
 
-import exact
-import softmax_kernels as sk
+pytest.importorskip("hypothesis")
+pytest.importorskip("mpmath")
 
-IGNORE = -100
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from hypothesis.extra.numpy import arrays  # noqa: E402
+
+import exact  # noqa: E402
+import softmax_kernels as sk  # noqa: E402
+from helpers import IGNORE_INDEX, NO_TARGET_OPERATIONS, every_output  # noqa: E402
+from softmax_kernels._operations import OPERATIONS  # noqa: E402
+from softmax_kernels._layout import PACKED_LAYOUTS  # noqa: E402
+from softmax_kernels._reduction import REDUCTIONS  # noqa: E402
+
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                            HealthCheck.too_slow])
-
-
-def unit_roundoff(dtype):
-    return float(np.finfo(dtype).eps) / 2
 
 
 @st.composite
@@ -57,8 +60,8 @@ def problems(draw, targets=("labels", "soft", None), nonnegative=False, grid=Fal
     if kind == "labels":
         y = draw(arrays(np.int64, n_rows, elements=st.integers(0, n_classes - 1)))
         if draw(st.booleans()):
-            options["ignore_index"] = IGNORE
-            y[draw(arrays(np.bool_, n_rows, elements=st.booleans()))] = IGNORE
+            options["ignore_index"] = IGNORE_INDEX
+            y[draw(arrays(np.bool_, n_rows, elements=st.booleans()))] = IGNORE_INDEX
     elif kind == "soft":
         y = draw(arrays(np.float64, (n_rows, n_classes), elements=st.floats(low if low < 0 else 0.0, 2.0, width=32)))
     else:
@@ -69,7 +72,7 @@ def problems(draw, targets=("labels", "soft", None), nonnegative=False, grid=Fal
         if draw(st.booleans()):
             options["class_weight"] = draw(arrays(np.float64, n_classes, elements=weight))
         options["label_smoothing"] = draw(st.sampled_from([0.0, 0.1, 0.5, 1.0]) | st.floats(0.0, 1.0))
-    options["reduction"] = draw(st.sampled_from(["none", "sum", "mean"]))
+    options["reduction"] = draw(st.sampled_from(REDUCTIONS))
     v = draw(arrays(np.float64, (n_rows, n_classes), elements=st.floats(-4.0, 4.0, width=32)))
     problem = Problem(dtype, z, y, v, options)
     if options["reduction"] == "mean" and abs(problem.denominator) < 1e-3:
@@ -106,7 +109,7 @@ class Problem:
             self.denominator = float(weights.sum())
         if self.options["reduction"] != "mean":
             self.denominator = 1.0
-        self.u = unit_roundoff(dtype)
+        self.u = exact.unit_roundoff(dtype)
         self.tiny = float(np.finfo(dtype).tiny)
         finite = np.where(np.isfinite(z), z, np.nan)
         self.spread = np.nan_to_num(np.nanmax(finite, axis=1) - np.nanmin(finite, axis=1))  # max |z_k - m| per row
@@ -139,7 +142,7 @@ def test_hessian_rows_sum_to_zero(backend, p):
 def test_full_hessian_is_bitwise_symmetric_and_every_layout_stores_the_same_numbers(backend, p):
     full = backend.hessian(p.z, *p.target_args(), layout="full", **p.options)
     np.testing.assert_array_equal(full, np.swapaxes(full, -1, -2))
-    for layout in ("packed_upper", "packed_lower"):
+    for layout in PACKED_LAYOUTS:
         np.testing.assert_array_equal(sk.unpack(backend.hessian(p.z, *p.target_args(), layout=layout,
                                                                 **p.options), layout), full)
 
@@ -250,29 +253,22 @@ def test_log_softmax_is_the_log_of_softmax_where_softmax_is_normal(backend, p):
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(p=problems())
 def test_compiled_equals_reference_within_a_few_units_of_roundoff(p):
-    """|compiled - reference| <= 8 u (|reference| + condition + tiny), the condition from tests/exact.py."""
+    """Every output of every operation and layout: |compiled - reference| <= 8 u (|reference| +
+    condition + tiny), the condition from tests/exact.py (Hessians compared unpacked)."""
     if sk.show_config()["backend"] != "compiled":
         pytest.skip("the compiled extension is not in use")
-    ref = sk.reference
-    args = p.target_args()
-    if p.y is None:
-        names = ("softmax", "log_softmax", "hessian", "hessian_diagonal", "hessian_vector_product")
-        exact_options = {k: x for k, x in p.options.items() if k in ("sample_weight", "reduction")}
-    else:
-        names = ("loss", "gradient", "hessian", "hessian_diagonal", "hessian_vector_product")
-        exact_options = p.options
-    conditions = exact.evaluate(p.z, p.y, p.v, outputs=names, **exact_options)
-    for name in names:
-        if name in ("softmax", "log_softmax"):
-            compiled, reference = getattr(sk, name)(p.z), getattr(ref, name)(p.z)
-        elif name == "hessian_vector_product":
-            compiled, reference = sk.hessian_vector_product(p.z, p.v, *args, **p.options), \
-                ref.hessian_vector_product(p.z, p.v, *args, **p.options)
-        elif name == "hessian":
-            compiled = sk.hessian(p.z, *args, layout="full", **p.options)
-            reference = ref.hessian(p.z, *args, layout="full", **p.options)
-        else:
-            compiled = getattr(sk, name)(p.z, *args, **p.options)
-            reference = getattr(ref, name)(p.z, *args, **p.options)
-        exact.assert_within_contract(compiled, reference.astype(np.float64), conditions[name].cond, dtype=p.dtype,
-                                     factor=8, what=f"compiled vs reference {name}")
+    compiled = every_output(sk, p.z, p.y, p.v, **p.options)
+    reference = every_output(sk.reference, p.z, p.y, p.v, **p.options)
+    kinds = dict.fromkeys(key.kind for key in compiled)
+    no_target_kinds = {kind for name in NO_TARGET_OPERATIONS for kind in OPERATIONS[name].outputs}
+    exact_options = p.options if p.y is not None else {k: p.options[k] for k in ("sample_weight", "reduction")
+                                                       if k in p.options}
+    conditions = exact.evaluate(p.z, outputs=[kind for kind in kinds if kind in no_target_kinds])
+    conditions.update(exact.evaluate(p.z, p.y, p.v, outputs=[kind for kind in kinds if kind not in no_target_kinds],
+                                     **exact_options))
+    for key, value in compiled.items():
+        want = reference[key]
+        if key.kind == "hessian" and key.layout != "full":
+            value, want = sk.unpack(value, key.layout), sk.unpack(want, key.layout)
+        exact.assert_within_contract(value, want.astype(np.float64), conditions[key.kind].cond, dtype=p.dtype,
+                                     factor=8, what=f"compiled vs reference {key}")

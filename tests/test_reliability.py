@@ -1,7 +1,8 @@
-"""Reliability of the compiled backend (issue 5): concurrency, memory, floating-point environment, 64-bit indexing.
+"""Reliability of the compiled backend: concurrency, memory, floating-point environment, 64-bit indexing.
 
 * Several Python threads calling every public function at once, each kernel with its own OpenMP
-  team, get bitwise the sequential results, and the GIL is released while a kernel runs.
+  team, get bitwise the sequential results, and the GIL is released while a kernel runs
+  (how many OpenMP threads a call uses is tests/test_threads.py's subject).
 * Many calls of every function, error paths included, grow neither Python-tracked memory
   (tracemalloc) nor the process's resident set (the C side).
 * Importing the package and running kernels leaves the FPU alone: subnormals stay subnormal and
@@ -14,7 +15,6 @@ import gc
 import json
 import os
 import pathlib
-import subprocess
 import sys
 import textwrap
 import threading
@@ -26,22 +26,14 @@ import numpy as np
 import pytest
 
 import softmax_kernels as sk
+from helpers import IGNORE_INDEX, assert_bitwise_equal, assert_close_ulps, run_python
 from softmax_kernels import reference
+from softmax_kernels._layout import LAYOUTS, packed_size
+from softmax_kernels._operations import NO_TARGETS, OPERATIONS, PUBLIC_NAMES
 
 COMPILED = sk.show_config()["backend"] == "compiled"
 needs_compiled = pytest.mark.skipif(not COMPILED, reason="compiled backend not in use")
 REPO = pathlib.Path(__file__).resolve().parents[1]
-
-
-def _as_arrays(result):
-    """A function's result as a tuple of arrays (loss_gradient and loss_gradient_hessian return tuples)."""
-    return tuple(np.asarray(r) for r in (result if isinstance(result, tuple) else (result,)))
-
-
-def _assert_bitwise_equal(got, want, what):
-    for g, w in zip(_as_arrays(got), _as_arrays(want), strict=True):
-        assert g.dtype == w.dtype and g.shape == w.shape, what
-        assert g.tobytes() == w.tobytes(), f"{what}: not bitwise equal to the sequential result"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -51,7 +43,6 @@ def _assert_bitwise_equal(got, want, what):
 # 3000 x 24 = 72 000 elements: above the 32 768-element threshold, so the kernels run an OpenMP team.
 CONCURRENT_ROWS, CONCURRENT_CLASSES = 3000, 24
 NUM_THREADS_PER_WORKER = [None, 1, 2, 3]  # worker i uses NUM_THREADS_PER_WORKER[i]
-LAYOUTS = ["packed_upper", "packed_lower", "full"]
 
 
 def _concurrent_calls(seed, num_threads):
@@ -63,7 +54,7 @@ def _concurrent_calls(seed, num_threads):
     z[::7, 0] = -np.inf  # masked classes
     y = rng.integers(0, k, n)
     y_ignored = y.copy()
-    y_ignored[::5] = -100
+    y_ignored[::5] = IGNORE_INDEX
     soft = rng.random((n, k)).astype(dtype)
     v = rng.standard_normal((n, k)).astype(dtype)
     w = rng.random(n) + 0.5
@@ -80,12 +71,12 @@ def _concurrent_calls(seed, num_threads):
         "loss": lambda: sk.loss(z, y, label_smoothing=0.1, reduction="mean", **nt),
         "loss_none": lambda: sk.loss(z, soft, sample_weight=w, **nt),
         "gradient": lambda: sk.gradient(z, y, class_weight=cw, sample_weight=w, **nt),
-        "loss_gradient": lambda: sk.loss_gradient(z, y_ignored, ignore_index=-100, reduction="sum", **nt),
+        "loss_gradient": lambda: sk.loss_gradient(z, y_ignored, ignore_index=IGNORE_INDEX, reduction="sum", **nt),
         "hessian": lambda: sk.hessian(z, y, layout=layout, **nt),
         "hessian_no_y": lambda: sk.hessian(z, sample_weight=w, **nt),
         "loss_gradient_hessian": lambda: sk.loss_gradient_hessian(z, soft, layout=layout, reduction="mean", **nt),
         "hessian_vector_product": lambda: sk.hessian_vector_product(
-            z, v, y_ignored, ignore_index=-100, label_smoothing=0.2, **nt),
+            z, v, y_ignored, ignore_index=IGNORE_INDEX, label_smoothing=0.2, **nt),
         "hessian_diagonal": lambda: sk.hessian_diagonal(z, y, class_weight=cw, reduction="mean", **nt),
         "pack": lambda: sk.pack(h_full, layout=LAYOUTS[seed % 2]),
         "unpack": lambda: sk.unpack(hp),
@@ -96,7 +87,8 @@ def _concurrent_calls(seed, num_threads):
 def test_concurrent_calls_from_python_threads_equal_sequential_results_bitwise():
     n_workers, rounds = len(NUM_THREADS_PER_WORKER), 3
     calls = [_concurrent_calls(seed, nt) for seed, nt in enumerate(NUM_THREADS_PER_WORKER)]
-    sequential = [{name: _as_arrays(call()) for name, call in worker_calls.items()} for worker_calls in calls]
+    assert all(set(PUBLIC_NAMES) <= set(worker_calls) for worker_calls in calls)  # every operation runs
+    sequential = [{name: call() for name, call in worker_calls.items()} for worker_calls in calls]
     start = threading.Barrier(n_workers)
 
     def work(worker):
@@ -105,8 +97,8 @@ def test_concurrent_calls_from_python_threads_equal_sequential_results_bitwise()
         start.wait()  # all workers enter their kernels together
         for _ in range(rounds):
             for name in order.permutation(names):  # a different function mix runs at each moment
-                _assert_bitwise_equal(calls[worker][name](), sequential[worker][name],
-                                      f"worker {worker} (num_threads={NUM_THREADS_PER_WORKER[worker]}) {name}")
+                assert_bitwise_equal(calls[worker][name](), sequential[worker][name],
+                                     f"worker {worker} (num_threads={NUM_THREADS_PER_WORKER[worker]}) {name}")
 
     with ThreadPoolExecutor(n_workers) as pool:
         for future in [pool.submit(work, worker) for worker in range(n_workers)]:
@@ -126,7 +118,7 @@ def test_another_python_thread_progresses_while_a_long_kernel_runs():
     n, k = 800_000, 8
     z = rng.uniform(-400, 400, (n, k))
     y = rng.integers(0, k, n)
-    outs = {"loss_out": np.ones(n), "grad_out": np.ones((n, k)), "hess_out": np.ones((n, k * (k + 1) // 2))}
+    outs = {"loss_out": np.ones(n), "grad_out": np.ones((n, k)), "hess_out": np.ones((n, packed_size(k)))}
     ticks, longest_pause, stop = 0, 0.0, threading.Event()
     call_start = call_end = None
 
@@ -161,13 +153,11 @@ def test_another_python_thread_progresses_while_a_long_kernel_runs():
 # Memory
 # ---------------------------------------------------------------------------------------------
 
-# The issue asks for 100k calls; the default run makes 20k good and 20k failing calls per function
-# (plus 100 on OpenMP-sized inputs), which resolves a leak of ~100 bytes per call (RSS) or
-# ~16 bytes per call (tracemalloc, over a fifth of the calls); set
-# SOFTMAX_KERNELS_SLOW_TESTS=1 for the 100k version.
+# The default run makes 20k good and 20k failing calls per function (plus 100 on OpenMP-sized
+# inputs), which resolves a leak of ~100 bytes per call (RSS) or ~16 bytes per call
+# (tracemalloc, over a fifth of the calls); SOFTMAX_KERNELS_SLOW_TESTS=1 adds a 100k version.
 SLOW = os.environ.get("SOFTMAX_KERNELS_SLOW_TESTS") == "1"
-FUNCTIONS = ["softmax", "log_softmax", "loss", "gradient", "loss_gradient", "hessian",
-             "loss_gradient_hessian", "hessian_vector_product", "hessian_diagonal", "pack", "unpack"]
+FUNCTIONS = list(PUBLIC_NAMES) + ["pack", "unpack"]
 
 
 def _memory_calls(name):
@@ -179,7 +169,7 @@ def _memory_calls(name):
     y_big = rng.integers(0, 30, 1100)
     bad_labels = np.array([0, 3, 16, 7])
     f = getattr(sk, name)
-    if name in ("softmax", "log_softmax"):
+    if name in OPERATIONS and OPERATIONS[name].targets == NO_TARGETS:
         return (lambda: f(z), lambda: f(z_big, num_threads=2),
                 [lambda: f(z.astype(complex)), lambda: f(z, out=np.empty((4, 15)))])
     if name == "pack":
@@ -188,8 +178,8 @@ def _memory_calls(name):
     if name == "unpack":
         hp = sk.hessian(z, y)
         return (lambda: f(hp), lambda: f(hp), [lambda: f(hp[..., :-1]), lambda: f(hp, layout="bogus")])
-    head = (z, np.zeros_like(z)) if name == "hessian_vector_product" else (z,)
-    head_big = (z_big, np.ones_like(z_big)) if name == "hessian_vector_product" else (z_big,)
+    head = (z, np.zeros_like(z)) if OPERATIONS[name].takes_v else (z,)
+    head_big = (z_big, np.ones_like(z_big)) if OPERATIONS[name].takes_v else (z_big,)
     return (
         lambda: f(*head, y, label_smoothing=0.1, reduction="mean"),
         lambda: f(*head_big, y_big, num_threads=2),
@@ -301,8 +291,7 @@ FPU_PROBE = textwrap.dedent(
 @needs_compiled
 def test_importing_and_calling_kernels_keeps_the_fpu_state():
     """In a fresh interpreter: subnormal arithmetic and rounding before import, after import and after kernel calls."""
-    done = subprocess.run([sys.executable, "-c", FPU_PROBE], capture_output=True, text=True, timeout=300,
-                          env=dict(os.environ))
+    done = run_python("-c", FPU_PROBE, timeout=300)
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert all(report["stages"]["before import"].values()), f"the interpreter itself flushes: {report}"
@@ -369,13 +358,10 @@ def test_packed_float32_hessian_beyond_2_to_the_31_elements_is_right_at_both_end
     rng = np.random.default_rng(31)
     z = (rng.standard_normal((BIG_ROWS, BIG_CLASSES)) * 3).astype(np.float32)
     y = rng.integers(0, BIG_CLASSES, BIG_ROWS)
-    packed_length = BIG_CLASSES * (BIG_CLASSES + 1) // 2
+    packed_length = packed_size(BIG_CLASSES)
     assert BIG_ROWS * packed_length > 2**31
     hess = sk.hessian(z, y)
     assert hess.shape == (BIG_ROWS, packed_length) and hess.dtype == np.float32
     rows = [0, 2**31 // packed_length, BIG_ROWS - 1]  # the middle one straddles element 2**31
     want = reference.hessian(z[rows], y[rows])
-    got = hess[rows]
-    u = np.finfo(np.float32).eps / 2
-    scale = np.abs(want).max(axis=-1, keepdims=True)
-    np.testing.assert_array_less(np.abs(got - want), 16 * u * (np.abs(want) + scale) + np.finfo(np.float32).tiny)
+    assert_close_ulps(hess[rows], want, np.float32, 16, scale=np.abs(want).max(axis=-1, keepdims=True))

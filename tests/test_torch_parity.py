@@ -30,8 +30,12 @@ import pytest
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
-REDUCTIONS = ("none", "sum", "mean")
-DTYPES = (np.float32, np.float64)
+from helpers import (FLOATS, IGNORE_INDEX, TARGET_OPERATIONS, Output, assert_allclose_typed,  # noqa: E402
+                     dtype_id, every_output)
+from softmax_kernels._layout import LAYOUTS, packed_lower_index, packed_size, packed_upper_index  # noqa: E402
+from softmax_kernels._operations import output_shape  # noqa: E402
+from softmax_kernels._reduction import REDUCTIONS  # noqa: E402
+
 TORCH_DTYPE = {np.float32: torch.float32, np.float64: torch.float64}
 # Well-conditioned logits of moderate size: both sides are accurate to a few
 # ulps of these tolerances' dtype, so the bounds leave ample room.
@@ -68,7 +72,7 @@ def _cases():
     cases = []
     # The full grid of torch's own options.
     for cw, eps, reduction in itertools.product((False, True), (0.0, 0.2), REDUCTIONS):
-        for ignore_index in (None, -100, 2):  # -100: torch's default value; 2: an in-range class
+        for ignore_index in (None, IGNORE_INDEX, 2):  # torch's default value, and an in-range class
             cases.append(Case("labels", cw, eps, ignore_index, False, reduction))
         cases.append(Case("soft", cw, eps, None, False, reduction))
     # sample_weight (not a torch option: torch's per-row loss times w, reduced by hand).
@@ -165,7 +169,7 @@ def torch_loss(problem: Problem, z_t, reduction: str):
         per_row = F.cross_entropy(to_torch_layout(z_t), target, reduction="none", **kwargs)
         w = torch.ones_like(per_row) if sample_weight is None else sample_weight
         if case.target == "labels":
-            kept = target != kwargs.get("ignore_index", -100)
+            kept = target != kwargs.get("ignore_index", IGNORE_INDEX)
             cw = torch.ones(z_t.shape[-1], dtype=tdtype) if problem.class_weight is None else kwargs["weight"]
             denominator = (w * cw[torch.where(kept, target, 0)] * kept).sum()
         else:
@@ -205,15 +209,15 @@ def torch_derivatives(problem: Problem) -> dict:
 
 
 def pack_by_spec(full: np.ndarray, layout: str) -> np.ndarray:
-    """Pack (..., K, K) with the LAPACK index formulas written in the spec (independent of sk.pack)."""
+    """Pack (..., K, K) element by element with the LAPACK index formulas (independent of sk.pack)."""
     n_classes = full.shape[-1]
-    packed = np.empty(full.shape[:-2] + (n_classes * (n_classes + 1) // 2,), dtype=full.dtype)
+    packed = np.empty(full.shape[:-2] + (packed_size(n_classes),), dtype=full.dtype)
     for i in range(n_classes):
         for j in range(n_classes):
             if layout == "packed_upper" and i <= j:
-                packed[..., j * (j + 1) // 2 + i] = full[..., i, j]
+                packed[..., packed_upper_index(i, j)] = full[..., i, j]
             elif layout == "packed_lower" and i >= j:
-                packed[..., i + j * (2 * n_classes - j - 1) // 2] = full[..., i, j]
+                packed[..., packed_lower_index(i, j, n_classes)] = full[..., i, j]
     return packed
 
 
@@ -221,16 +225,13 @@ def pack_by_spec(full: np.ndarray, layout: str) -> np.ndarray:
 
 
 def assert_close(ours, expected, dtype, what):
-    assert isinstance(ours, np.ndarray), what
-    assert ours.dtype == dtype, f"{what}: dtype {ours.dtype}, expected {np.dtype(dtype)}"
-    assert ours.shape == np.shape(expected), f"{what}: shape {ours.shape}, expected {np.shape(expected)}"
-    np.testing.assert_allclose(ours, expected, err_msg=what, **TOLERANCE[dtype])
+    assert_allclose_typed(ours, expected, dtype, what=what, **TOLERANCE[dtype])
 
 
 @pytest.mark.parametrize("layout", BATCH_LAYOUTS)
-@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("dtype", FLOATS, ids=dtype_id)
 @pytest.mark.parametrize("case", CASES, ids=str)
-def test_matches_torch(backend, case, dtype, layout):
+def test_every_output_matches_torch_autograd(backend, case, dtype, layout):
     problem = make_problem(case, dtype, layout)
     expected = torch_derivatives(problem)
     z, y, v, options = problem.z, problem.y, problem.v, problem.options
@@ -241,7 +242,7 @@ def test_matches_torch(backend, case, dtype, layout):
         loss, grad = backend.loss_gradient(z, y, **options)
         assert_close(loss, expected["loss"], dtype, "loss_gradient[0]")
         assert_close(grad, expected["gradient"], dtype, "loss_gradient[1]")
-        for layout_name in ("packed_upper", "packed_lower", "full"):
+        for layout_name in LAYOUTS:
             hess_expected = expected["hessian_full"] if layout_name == "full" else pack_by_spec(
                 expected["hessian_full"], layout_name
             )
@@ -252,7 +253,7 @@ def test_matches_torch(backend, case, dtype, layout):
     else:  # y=None: c = 1, the derivatives of (weighted, reduced) log-sum-exp
         options = {key: options[key] for key in ("sample_weight", "reduction")}
 
-    for layout_name in ("packed_upper", "packed_lower", "full"):
+    for layout_name in LAYOUTS:
         hess_expected = expected["hessian_full"] if layout_name == "full" else pack_by_spec(
             expected["hessian_full"], layout_name
         )
@@ -270,25 +271,9 @@ def test_matches_torch(backend, case, dtype, layout):
 # --- torch's corner cases -------------------------------------------------------
 
 
-def _every_output(backend, z, y, v, **options):
-    """Every output of every target function, keyed by a readable name."""
-    outputs = {
-        "loss": backend.loss(z, y, **options),
-        "gradient": backend.gradient(z, y, **options),
-        "hessian_vector_product": backend.hessian_vector_product(z, v, y, **options),
-        "hessian_diagonal": backend.hessian_diagonal(z, y, **options),
-    }
-    for layout in ("packed_upper", "packed_lower", "full"):
-        outputs[f"hessian {layout}"] = backend.hessian(z, y, layout=layout, **options)
-        loss, grad, hess = backend.loss_gradient_hessian(z, y, layout=layout, **options)
-        outputs.update({f"lgh loss {layout}": loss, f"lgh gradient {layout}": grad, f"lgh hessian {layout}": hess})
-    outputs["lg loss"], outputs["lg gradient"] = backend.loss_gradient(z, y, **options)
-    return outputs
-
-
-@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("dtype", FLOATS, ids=dtype_id)
 @pytest.mark.parametrize("class_weight", [False, True], ids=["unweighted", "cw"])
-@pytest.mark.parametrize("ignore_index", [-100, 1])
+@pytest.mark.parametrize("ignore_index", [IGNORE_INDEX, 1])
 def test_mean_over_all_ignored_rows_is_nan_with_zero_derivatives(backend, dtype, class_weight, ignore_index):
     rng = np.random.default_rng(1)
     z = rng.normal(size=(4, 3)).astype(dtype)
@@ -299,12 +284,13 @@ def test_mean_over_all_ignored_rows_is_nan_with_zero_derivatives(backend, dtype,
         _t(z), _t(y, torch.int64), weight=_t(cw), ignore_index=ignore_index, label_smoothing=0.1, reduction="mean"
     )
     assert torch.isnan(expected_loss)
-    for name, value in _every_output(backend, z, y, rng.normal(size=z.shape), **options).items():
-        assert value.dtype == dtype, name
-        if "loss" in name:
-            assert value.shape == () and np.isnan(value), name
+    outputs = every_output(backend, z, y, rng.normal(size=z.shape), operations=TARGET_OPERATIONS, **options)
+    for key, value in outputs.items():
+        assert value.dtype == dtype, key
+        if key.kind == "loss":
+            assert value.shape == () and np.isnan(value), key
         else:
-            assert np.all(value == 0), f"{name}: {value}"
+            assert np.all(value == 0), f"{key}: {value}"
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
@@ -320,39 +306,36 @@ def test_empty_batch_matches_torch(backend, reduction, target, batch):
     loss = backend.loss(z, y, reduction=reduction)
     assert loss.shape == expected.shape == (batch if reduction == "none" else ())
     np.testing.assert_array_equal(loss, expected)  # empty / 0.0 / NaN, equal_nan
-    outputs = _every_output(backend, z, y, np.zeros_like(z), reduction=reduction)
-    for name, value in outputs.items():
-        if "loss" in name:
-            np.testing.assert_array_equal(value, expected, err_msg=name)
-        elif name.startswith(("hessian ", "lgh hessian ")):
-            width = (n_classes, n_classes) if name.endswith("full") else (n_classes * (n_classes + 1) // 2,)
-            assert value.shape == batch + width, name
+    outputs = every_output(backend, z, y, np.zeros_like(z), operations=TARGET_OPERATIONS, reduction=reduction)
+    for key, value in outputs.items():
+        if key.kind == "loss":
+            np.testing.assert_array_equal(value, expected, err_msg=str(key))
         else:
-            assert value.shape == batch + (n_classes,), name
+            assert value.shape == output_shape(key.kind, batch, n_classes, reduction, key.layout), key
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("dtype", FLOATS, ids=dtype_id)
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf], ids=["nan", "+inf", "-inf"])
 def test_nan_in_an_ignored_row_changes_nothing(backend, reduction, dtype, bad):
     """Unlike torch (whose log_softmax backward spreads the NaN), ignored rows ignore their logits."""
     rng = np.random.default_rng(2)
     z = rng.normal(size=(5, 4)).astype(dtype)
-    y = np.array([0, 3, -100, 1, 2])
+    y = np.array([0, 3, IGNORE_INDEX, 1, 2])
     v = rng.normal(size=z.shape).astype(dtype)
-    options = dict(ignore_index=-100, reduction=reduction, class_weight=np.array([1.0, 0.5, 2.0, 1.5]))
-    clean = _every_output(backend, z, y, v, **options)
+    options = dict(ignore_index=IGNORE_INDEX, reduction=reduction, class_weight=np.array([1.0, 0.5, 2.0, 1.5]))
+    clean = every_output(backend, z, y, v, operations=TARGET_OPERATIONS, **options)
     dirty_z = z.copy()
     dirty_z[2, 1] = bad
-    dirty = _every_output(backend, dirty_z, y, v, **options)
-    for name in clean:
-        np.testing.assert_array_equal(dirty[name], clean[name], err_msg=name)
+    dirty = every_output(backend, dirty_z, y, v, operations=TARGET_OPERATIONS, **options)
+    for key in clean:
+        np.testing.assert_array_equal(dirty[key], clean[key], err_msg=str(key))
     # And the loss itself is torch's loss on the same problem.
     expected = F.cross_entropy(
-        _t(dirty_z), _t(y), weight=_t(options["class_weight"], TORCH_DTYPE[dtype]), ignore_index=-100,
+        _t(dirty_z), _t(y), weight=_t(options["class_weight"], TORCH_DTYPE[dtype]), ignore_index=IGNORE_INDEX,
         reduction=reduction,
     ).numpy()
-    np.testing.assert_allclose(dirty["loss"], expected, **TOLERANCE[dtype])
+    np.testing.assert_allclose(dirty[Output("loss", "loss")], expected, **TOLERANCE[dtype])
 
 
 def _masked_cases():
@@ -369,7 +352,7 @@ def _masked_cases():
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("dtype", FLOATS, ids=dtype_id)
 @pytest.mark.parametrize("name, z, y, options", _masked_cases(), ids=[c[0] for c in _masked_cases()])
 def test_masked_class_with_zero_target_weight_contributes_zero_not_nan(backend, reduction, dtype, name, z, y, options):
     """Documented difference from torch (which computes 0 * -inf = NaN): the masked class is
@@ -409,7 +392,7 @@ def test_masked_class_with_zero_target_weight_contributes_zero_not_nan(backend, 
     assert_close(diagonal, expected["hessian_diagonal"], dtype, "hessian_diagonal")
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("dtype", FLOATS, ids=dtype_id)
 def test_label_on_a_masked_class_gives_infinite_loss_like_torch(backend, dtype):
     z = np.array([[1.0, -np.inf, 0.5], [0.0, 1.0, 2.0]], dtype=dtype)
     y = np.array([1, 0])

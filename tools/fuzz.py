@@ -5,7 +5,8 @@
     python tools/fuzz.py --seconds 60 --seed 3    # reproducible sequence of batches
     python tools/fuzz.py --replay valid "{'function': 'loss', ...}"   # rerun one spec
 
-The strategies and checks live in tests/test_fuzz.py (one source of truth);
+The strategies and checks live in tests/fuzz_valid_calls.py and tests/fuzz_invalid_calls.py
+(one source of truth);
 this script runs them batch after batch with new seeds until the time is up,
 prints how many calls were made, and on the first failure prints hypothesis's
 shrunk example and a one-line reproducer, exiting with status 1.
@@ -25,7 +26,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
 
 from hypothesis import HealthCheck, given, seed, settings  # noqa: E402
 
-import test_fuzz  # noqa: E402
+import fuzz_invalid_calls  # noqa: E402
+import fuzz_valid_calls  # noqa: E402
 
 COUNTS = {"valid": 0, "invalid": 0}
 LAST_FAILING = {}
@@ -34,7 +36,7 @@ LAST_FAILING = {}
 def run_valid(spec):
     COUNTS["valid"] += 1
     try:
-        test_fuzz.check_valid_call(test_fuzz.build_valid_call(spec))
+        fuzz_valid_calls.check_valid_call(fuzz_valid_calls.build_valid_call(spec))
     except BaseException:
         LAST_FAILING["valid"] = spec  # hypothesis replays the shrunk example last
         raise
@@ -43,14 +45,14 @@ def run_valid(spec):
 def run_invalid(spec):
     COUNTS["invalid"] += 1
     try:
-        test_fuzz.check_invalid_call(test_fuzz.build_invalid_call(spec))
+        fuzz_invalid_calls.check_invalid_call(fuzz_invalid_calls.build_invalid_call(spec))
     except BaseException:
         LAST_FAILING["invalid"] = spec
         raise
 
 
 def batch(kind: str, batch_seed: int, examples: int) -> None:
-    strategy = test_fuzz.valid_specs() if kind == "valid" else test_fuzz.invalid_specs()
+    strategy = fuzz_valid_calls.valid_specs() if kind == "valid" else fuzz_invalid_calls.invalid_specs()
     body = run_valid if kind == "valid" else run_invalid
     test = seed(batch_seed)(settings(max_examples=examples, deadline=None, database=None, derandomize=False,
                                      suppress_health_check=list(HealthCheck))(given(strategy)(body)))
@@ -79,7 +81,7 @@ def main(argv=None) -> int:
     config = sk.show_config()
     print(f"softmax_kernels {config['version']}, backend {config['backend']}, simd {config.get('simd')}, "
           f"threads {config.get('max_threads')}")
-    if not test_fuzz.COMPILED:
+    if not fuzz_valid_calls.COMPILED:
         print("compiled backend not in use: checking the reference's invariants and errors only")
     batch_seed = args.seed if args.seed is not None else int(time.time())
     start = time.monotonic()

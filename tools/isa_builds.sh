@@ -22,8 +22,9 @@ set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYTHON="${PYTHON:-python3}"
-TESTS=(tests/test_fast_equals_reference.py tests/test_accuracy.py tests/test_edge_cases.py tests/test_derivatives.py
-       tests/test_layout.py tests/test_vmath.py)
+TESTS=(tests/test_fast_equals_reference.py tests/test_accuracy.py tests/test_accuracy_of_sums.py
+       tests/test_edge_values.py tests/test_input_conventions.py tests/test_threads.py tests/test_backends.py
+       tests/test_derivatives.py tests/test_layout.py tests/test_vmath.py)
 
 if [[ "$(uname -m)" != "x86_64" ]]; then
     echo "isa_builds: x86-64 only; nothing to do on $(uname -m)"

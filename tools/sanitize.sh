@@ -5,7 +5,8 @@
 #
 # Usage:
 #   tools/sanitize.sh                      # whole test suite
-#   tools/sanitize.sh --fast               # CI subset: fast-equals-reference, edge cases, bad input
+#   tools/sanitize.sh --fast               # CI subset: fast-equals-reference, edge values, input
+#                                          # conventions, threads, backends, bad input
 #   tools/sanitize.sh tests/test_layout.py -k packed     # any pytest arguments
 #   tools/sanitize.sh --fast -x            # the subset plus extra pytest arguments
 #
@@ -22,7 +23,8 @@ set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYTHON="${PYTHON:-python3}"
-FAST_TESTS=(tests/test_fast_equals_reference.py tests/test_edge_cases.py tests/test_bad_input.py)
+FAST_TESTS=(tests/test_fast_equals_reference.py tests/test_edge_values.py tests/test_input_conventions.py
+            tests/test_threads.py tests/test_backends.py tests/test_bad_input.py)
 
 pytest_args=()
 fast=0
