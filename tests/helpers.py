@@ -32,14 +32,19 @@ def dtype_id(dtype) -> str:
 
 # --- the registry, grouped ----------------------------------------------------------------
 
-NO_TARGET_OPERATIONS = tuple(name for name, op in OPERATIONS.items() if op.targets == NO_TARGETS)
-TARGET_REQUIRED_OPERATIONS = tuple(name for name, op in OPERATIONS.items() if op.targets == TARGETS_REQUIRED)
-TARGET_OPTIONAL_OPERATIONS = tuple(name for name, op in OPERATIONS.items() if op.targets == TARGETS_OPTIONAL)
-TARGET_OPERATIONS = tuple(name for name, op in OPERATIONS.items() if op.takes_target_options)
-LAYOUT_OPERATIONS = tuple(name for name, op in OPERATIONS.items() if op.takes_layout)
+# The groups hold the per-row operations, whose outputs have a value per row: the tests of
+# per-row properties (edge values, memory orders, threads, fuzzing) loop over them. An
+# operation that sums across rows (hessian_sum) is tested in a file of its own.
+ROW_OPERATIONS = {name: op for name, op in OPERATIONS.items() if op.per_row}
+SUMMED_OPERATIONS = tuple(name for name, op in OPERATIONS.items() if not op.per_row)
+NO_TARGET_OPERATIONS = tuple(name for name, op in ROW_OPERATIONS.items() if op.targets == NO_TARGETS)
+TARGET_REQUIRED_OPERATIONS = tuple(name for name, op in ROW_OPERATIONS.items() if op.targets == TARGETS_REQUIRED)
+TARGET_OPTIONAL_OPERATIONS = tuple(name for name, op in ROW_OPERATIONS.items() if op.targets == TARGETS_OPTIONAL)
+TARGET_OPERATIONS = tuple(name for name, op in ROW_OPERATIONS.items() if op.takes_target_options)
+LAYOUT_OPERATIONS = tuple(name for name, op in ROW_OPERATIONS.items() if op.takes_layout)
 
 # (operation, out argument) wherever that out may be z itself.
-IN_PLACE_OUTS = tuple((name, out) for name, op in OPERATIONS.items()
+IN_PLACE_OUTS = tuple((name, out) for name, op in ROW_OPERATIONS.items()
                       for kind, out in zip(op.outputs, op.out_arguments) if OUTPUT_KINDS[kind].may_be_z)
 
 # Every keyword some operation takes: an option one operation lacks is dropped for it,
@@ -81,7 +86,7 @@ class Output(NamedTuple):
 
 
 def every_output(module, z, y=None, v=None, *, operations=None, num_threads=None, **options) -> dict:
-    """Every output of every operation (or of ``operations``) for one problem, in every layout.
+    """Every output of every per-row operation (or of ``operations``) for one problem, in every layout.
 
     With y=None the operations that require targets are left out. Each operation gets the
     options it takes (softmax none of the target options); v defaults to a fixed ramp.
@@ -90,7 +95,7 @@ def every_output(module, z, y=None, v=None, *, operations=None, num_threads=None
         z_arr = np.asarray(z)
         v = np.linspace(-1.0, 1.0, z_arr.size).reshape(z_arr.shape)
     outputs = {}
-    for name in OPERATIONS if operations is None else operations:
+    for name in ROW_OPERATIONS if operations is None else operations:
         operation = OPERATIONS[name]
         if y is None and operation.targets == TARGETS_REQUIRED:
             continue

@@ -78,6 +78,8 @@ def _concurrent_calls(seed, num_threads):
         "hessian_vector_product": lambda: sk.hessian_vector_product(
             z, v, y_ignored, ignore_index=IGNORE_INDEX, label_smoothing=0.2, **nt),
         "hessian_diagonal": lambda: sk.hessian_diagonal(z, y, class_weight=cw, reduction="mean", **nt),
+        "gradient_hessian_diagonal": lambda: sk.gradient_hessian_diagonal(z, soft, label_smoothing=0.1, **nt),
+        "hessian_sum": lambda: sk.hessian_sum(z, y, groups=y_ignored % 3, n_groups=3, layout=layout, **nt),
         "pack": lambda: sk.pack(h_full, layout=LAYOUTS[seed % 2]),
         "unpack": lambda: sk.unpack(hp),
     }

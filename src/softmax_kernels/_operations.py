@@ -88,6 +88,12 @@ class Operation:
         return self.targets != NO_TARGETS
 
     @property
+    def per_row(self) -> bool:
+        """Whether every output holds one value per row (or the rows' reduced loss); False for an
+        operation that sums matrices across rows (hessian_sum)."""
+        return all(OUTPUT_KINDS[kind].shape != "summed_hessian" for kind in self.outputs)
+
+    @property
     def reduction_default(self) -> str:
         return self.reductions[0]
 
