@@ -323,18 +323,28 @@ def _ratio(value) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
+def _fastest_peer(rows: dict):
+    """The fastest record among a case's peers (not ours, not the reference, not a floor), or None."""
+    peers = [r for n, r in rows.items() if not n.startswith("softmax_kernels") and n != "reference" and n not in FLOORS]
+    return min(peers, key=lambda r: r["median_s"]) if peers else None
+
+
+def _by_case(records: list) -> dict:
+    """{case: {implementation: record}}, cases in the order they ran."""
+    cases = {}
+    for r in records:
+        cases.setdefault(r["case"], {})[r["implementation"]] = r
+    return cases
+
+
 def summary_table(records: list) -> str:
     """Markdown: per case, softmax_kernels against its floors, the fastest peer and the reference."""
-    cases = list(dict.fromkeys(r["case"] for r in records))
     lines = [
         "| case | / memory floor | / compute floor | fastest peer | peer / softmax_kernels | reference / softmax_kernels |",
         "|---|---|---|---|---|---|",
     ]
-    for case in cases:
-        rows = {r["implementation"]: r for r in records if r["case"] == case}
-        peers = [r for n, r in rows.items()
-                 if not n.startswith("softmax_kernels") and n != "reference" and n not in FLOORS]
-        fastest = min(peers, key=lambda r: r["median_s"]) if peers else None
+    for case, rows in _by_case(records).items():
+        fastest = _fastest_peer(rows)
         peer_text = fastest["implementation"] if fastest else "none importable"
         peer_ratio = f"{fastest['ratio_to_softmax_kernels']:.1f}x" if fastest else "-"
         reference = f"{rows['reference']['ratio_to_softmax_kernels']:.1f}x" if "reference" in rows else "-"
@@ -378,29 +388,34 @@ def detail_table(records: list) -> str:
 
 
 def plot(records: list, path: str) -> None:
-    """A bar chart of time / memory floor per case and implementation (needs matplotlib)."""
+    """A bar chart per case of softmax_kernels, the fastest peer and the compute (or GEMM) floor,
+    each as time / memory floor (needs matplotlib)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cases = list(dict.fromkeys(r["case"] for r in records))
-    names = list(dict.fromkeys(r["implementation"] for r in records))
-    fig, ax = plt.subplots(figsize=(13, 0.55 * len(cases) + 2))
-    height = 0.8 / len(names)
-    for i, name in enumerate(names):
+    cases = _by_case(records)
+    roles = {  # bar label: how to find its record among a case's rows
+        "softmax_kernels": lambda rows: rows.get("softmax_kernels"),
+        "fastest peer": _fastest_peer,
+        "compute floor (np.exp, or GEMM)": lambda rows: rows.get("GEMM floor", rows.get("compute floor")),
+    }
+    fig, ax = plt.subplots(figsize=(11, 0.42 * len(cases) + 1.5))
+    height = 0.8 / len(roles)
+    for i, (label, find) in enumerate(roles.items()):
         ys, xs = [], []
-        for j, case in enumerate(cases):
-            match = [r for r in records if r["case"] == case and r["implementation"] == name]
-            if match:
-                ys.append(j + i * height)
-                xs.append(match[0]["ratio_to_memory_floor"])
-        ax.barh(ys, xs, height=height, label=name)
-    ax.set_yticks([j + 0.4 - height / 2 for j in range(len(cases))], cases)
+        for j, rows in enumerate(cases.values()):
+            record = find(rows)
+            if record is not None:
+                ys.append(j - 0.4 + (i + 0.5) * height)
+                xs.append(record["ratio_to_memory_floor"])
+        ax.barh(ys, xs, height=height, label=label)
+    ax.set_yticks(range(len(cases)), list(cases))
     ax.set_xscale("log")
-    ax.set_xlabel("median time / memory floor: copying the same bytes (log scale, lower is better)")
+    ax.set_xlabel("median time / memory floor (copying the bytes the operation must touch); log scale, lower is better")
     ax.axvline(1.0, color="black", linewidth=0.8)
     ax.invert_yaxis()
-    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.legend(fontsize="small", loc="lower right")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
