@@ -6,6 +6,7 @@ softmax_kernels.benchmarks. With --benchmark-disable (a smoke test) the quick
 shapes run once each, so the suite never rots.
 """
 
+import numpy as np
 import pytest
 
 from softmax_kernels import benchmarks
@@ -51,3 +52,32 @@ def test_benchmark(benchmark, case, implementation):
     benchmark.group = case.name
     benchmark.name = implementation
     benchmark(available[implementation])
+
+
+def _float_arrays(result):
+    """The floating-point arrays an implementation returned, torch tensors and JAX arrays as NumPy."""
+    if isinstance(result, (tuple, list)):
+        for item in result:
+            yield from _float_arrays(item)
+        return
+    if hasattr(result, "detach"):
+        result = result.detach().numpy()
+    array = np.asarray(result)
+    if array.dtype.kind == "f":
+        yield array
+
+
+@pytest.mark.parametrize("quick_case", benchmarks.QUICK_CASES, ids=lambda case: case.name)
+def test_every_implementation_computes_in_the_case_precision(quick_case):
+    # A peer that quietly computed float64 in float32 (JAX without 64-bit mode) would look faster.
+    results = {name: list(_float_arrays(function()))
+               for name, function in benchmarks.implementations(quick_case).items()
+               if name not in benchmarks.FLOORS}
+    for name, arrays in results.items():
+        assert arrays, f"{name} returned no floating-point array"
+        assert {array.dtype for array in arrays} == {np.dtype(quick_case.dtype)}, name
+    if quick_case.operation in ("softmax", "log_softmax"):
+        ours = results["softmax_kernels"][0]
+        tolerance = 1e-4 if quick_case.dtype == "float32" else 1e-11
+        for name, arrays in results.items():
+            np.testing.assert_allclose(arrays[0], ours, rtol=tolerance, atol=tolerance, err_msg=name)

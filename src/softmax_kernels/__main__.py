@@ -124,7 +124,8 @@ def bench(args: argparse.Namespace) -> int:
 
     cases = benchmarks.select_cases(args.quick, tuple(args.dtype), args.shape, tuple(args.operation))
     progress, interactive = _progress_display(cases)
-    records = benchmarks.run_suite(cases, repeats=args.repeats, progress=progress)
+    min_time = 0.05 if args.quick else 0.2
+    records = benchmarks.run_suite(cases, repeats=args.repeats, min_time=min_time, progress=progress)
     if interactive:
         print(file=sys.stderr)
     machine = benchmarks.machine_description()

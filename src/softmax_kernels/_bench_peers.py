@@ -112,8 +112,11 @@ def jax_adapters(case, inputs: dict) -> dict:
     jax = optional("jax")
     if jax is None:
         return {}
+    # Without 64-bit mode JAX would silently compute the float64 cases in float32.
+    jax.config.update("jax_enable_x64", True)
     jnp = jax.numpy
     z = jnp.asarray(inputs["z"])
+    assert z.dtype == inputs["z"].dtype, (z.dtype, inputs["z"].dtype)
     y = jnp.asarray(inputs["y"])
     if case.operation in ("softmax", "log_softmax"):
         function = jax.jit(lambda x: getattr(jax.nn, case.operation)(x, axis=1))

@@ -258,8 +258,9 @@ def median_time(function: callable, repeats: int = 7, min_time: float = 0.2, evi
     return statistics.median(times)
 
 
-def run_suite(cases: list[Case], repeats: int = 7, progress=None) -> list[dict]:
-    """Time every available implementation of every case side by side in this process.
+def run_suite(cases: list[Case], repeats: int = 7, min_time: float = 0.2, progress=None) -> list[dict]:
+    """Time every available implementation of every case side by side in this process, each
+    for at least `repeats` calls and `min_time` seconds.
 
     Returns one record per (case, implementation) with the median seconds and the ratios to
     the case's floors (memory, and compute or GEMM) and to softmax_kernels.
@@ -274,7 +275,7 @@ def run_suite(cases: list[Case], repeats: int = 7, progress=None) -> list[dict]:
             for name, function in implementations(case).items():
                 if progress is not None:
                     progress(case, name)
-                timings[name] = median_time(function, repeats=repeats, evict=evict)
+                timings[name] = median_time(function, repeats=repeats, min_time=min_time, evict=evict)
             compute = timings.get("GEMM floor", timings.get("compute floor"))
             for name, seconds in timings.items():
                 records.append(
