@@ -73,11 +73,11 @@ SK_INLINE void SK_NAME(sk_sum_products)(const double *a, const double *b, sk_ind
     double lane_sum[SK_SUM_LANES] = {0}, lane_error[SK_SUM_LANES] = {0};
     for (sk_index r0 = 0; r0 < padded_rows; r0 += SK_SUM_LANES) {
         if (b) {
-            SK_SIMD
+            SK_SIMD_LANES
             for (sk_index l = 0; l < SK_SUM_LANES; ++l)
                 sk_two_sum_add(&lane_sum[l], &lane_error[l], a[r0 + l] * b[r0 + l]);
         } else {
-            SK_SIMD
+            SK_SIMD_LANES
             for (sk_index l = 0; l < SK_SUM_LANES; ++l)
                 sk_two_sum_add(&lane_sum[l], &lane_error[l], a[r0 + l]);
         }

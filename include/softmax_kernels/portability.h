@@ -219,6 +219,14 @@ static inline void sk_stream_fence(void)
 #else
 #define SK_SIMD
 #endif
+/* SK_SIMD for a loop over one vector's worth of lanes (a constant count) that clang, which
+ * unrolls such loops fully before its loop vectoriser runs, would leave partly scalar: kept
+ * rolled there (compensated lanes, Hessian tiles; docs/performance-notes.md, "lane arrays"). */
+#if defined(__clang__)
+#define SK_SIMD_LANES SK_SIMD SK_PRAGMA(clang loop unroll(disable))
+#else
+#define SK_SIMD_LANES SK_SIMD
+#endif
 
 /* Whether long double has more digits than double (x86-64 Linux: 64 against 53): extreme rows
  * of double data are then computed in it; where it has not (MSVC, aarch64 macOS), in double. */
