@@ -10,6 +10,7 @@ accuracy contract) and no ``-march=native`` (wheels must run anywhere).
 import glob
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import textwrap
@@ -33,12 +34,31 @@ OPENMP_PROBE = textwrap.dedent(
 
 
 def openmp_flags(compiler_type):
-    """Compile and link flags that enable OpenMP for this compiler family."""
+    """Compile and link flags that enable OpenMP for this compiler family: MSVC's /openmp;
+    Apple's clang, which takes the directive only through the preprocessor and links libomp
+    (found through CFLAGS/LDFLAGS); GCC (libgomp) and clang (libomp) elsewhere."""
     if compiler_type == "msvc":
         return ["/openmp"], []
     if sys.platform == "darwin":
         return ["-Xpreprocessor", "-fopenmp"], ["-lomp"]
     return ["-fopenmp"], ["-fopenmp"]
+
+
+def is_clang(compiler):
+    """Whether the C compiler setuptools will call is clang (CC=clang, or Apple's cc)."""
+    command = getattr(compiler, "compiler_so", None) or [""]
+    try:
+        version = subprocess.run([command[0], "--version"], capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return "clang" in version
+
+
+def library_flags_from_ldflags():
+    """The -L, -l and rpath flags of LDFLAGS: setuptools links shared objects with LDFLAGS but
+    not executables, and the probe must find the same libomp the extension will link."""
+    return [flag for flag in os.environ.get("LDFLAGS", "").split()
+            if flag.startswith(("-L", "-l", "-Wl,-rpath"))]
 
 
 def compiler_supports_openmp(compiler, compile_flags, link_flags):
@@ -49,7 +69,8 @@ def compiler_supports_openmp(compiler, compile_flags, link_flags):
         try:
             objects = compiler.compile([source], output_dir=tmp, extra_postargs=compile_flags)
             compiler.link_executable(
-                objects, os.path.join(tmp, "probe_openmp"), extra_postargs=link_flags
+                objects, os.path.join(tmp, "probe_openmp"), extra_preargs=library_flags_from_ldflags(),
+                extra_postargs=link_flags,
             )
         except Exception:
             return False
@@ -59,6 +80,7 @@ def compiler_supports_openmp(compiler, compile_flags, link_flags):
 class BuildExtWithOpenMP(build_ext):
     def build_extensions(self):
         compiler_type = self.compiler.compiler_type
+        clang = compiler_type == "unix" and is_clang(self.compiler)
         if compiler_type == "msvc":
             base = ["/O2", "/fp:precise"]
         else:
@@ -67,11 +89,16 @@ class BuildExtWithOpenMP(build_ext):
             # exception flags, so it may turn the kernels' selects (clamps, masks) into
             # branch-free blends; rounding, NaN, infinities and subnormals are unchanged, and
             # no process-wide state is touched. Without it GCC refuses to vectorise exp for AVX2.
-            # -fopenmp-simd honours the kernels' `omp simd` directives even in the serial build.
-            base = ["-O3", "-g0", "-fno-math-errno", "-fno-trapping-math", "-fopenmp-simd",
+            # -fopenmp-simd honours the kernels' `omp simd` directives even in the serial build;
+            # SK_OPENMP_SIMD tells the headers it is on (portability.h).
+            base = ["-O3", "-g0", "-fno-math-errno", "-fno-trapping-math", "-fopenmp-simd", "-DSK_OPENMP_SIMD",
                     "-Wno-unused-function"]
+            if clang:
+                # clang reports the `omp simd` loops it leaves scalar (a gather of class weights);
+                # nothing is wrong with them.
+                base.append("-Wno-pass-failed")
             if compiler_type == "unix" and platform.machine().lower() in ("x86_64", "amd64"):
-                # Only the AVX-512 clone is affected: use all 512 bits.
+                # Only the AVX-512 version of the kernels is affected: use all 512 bits.
                 base.append("-mprefer-vector-width=512")
         compile_flags, link_flags = list(base), []
         wanted = os.environ.get("SOFTMAX_KERNELS_OPENMP", "1") != "0"
@@ -81,7 +108,9 @@ class BuildExtWithOpenMP(build_ext):
                 compile_flags += omp_compile
                 link_flags += omp_link
             else:
-                print("softmax_kernels: the compiler has no usable OpenMP; building the serial version")
+                runtime = " (clang needs an OpenMP runtime: libomp, e.g. Debian's libomp-dev)" \
+                    if clang else ""
+                print(f"softmax_kernels: the compiler has no usable OpenMP{runtime}; building the serial version")
         else:
             print("softmax_kernels: SOFTMAX_KERNELS_OPENMP=0; building the serial version")
         for ext in self.extensions:

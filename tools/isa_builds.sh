@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Test the kernels as compiled for the instruction sets this CPU would not pick itself.
 #
-# A default build carries three clones of every block kernel (x86-64-v4, x86-64-v3 and the
+# A default build carries three versions of every block kernel (x86-64-v4, x86-64-v3 and the
 # baseline) and runs the widest the CPU has, so the test suite on an AVX-512 machine only
 # ever exercises the first. Here the extension is built once per level with dispatch off
 # (-DSK_NO_DISPATCH) and -march=<level>, and the tests that compare every output with the

@@ -59,7 +59,7 @@ libasan="$(readlink -f "$libasan")"
 
 # ---- build ------------------------------------------------------------------------------
 # The sanitizer flags go last (scratch_build.sh). -O3 is kept on purpose: the sanitized code is
-# the optimised, vectorised code that ships (all three target_clones).
+# the optimised, vectorised code that ships (all three dispatched versions).
 # -fno-sanitize-recover=all turns every UBSan finding into a hard stop (as halt_on_error=1).
 san_flags="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g ${SANITIZE_EXTRA_FLAGS:-}"
 echo "== sanitize: building with: $san_flags"

@@ -22,13 +22,14 @@ scratch_copy() {
         --exclude=__pycache__ --exclude='*.egg-info' . | tar -C "$tree" -xf -
 }
 
-# scratch_build FLAGS: builds the extension in $tree with FLAGS appended LAST to every gcc
-# call. setup.py puts its own flags (-O3 -g0 ...) after $CFLAGS, so a -g there would be
-# cancelled; a tiny compiler wrapper is used instead, for compiling, for the shared-object
-# link (distutils derives LDSHARED from CC) and for setup.py's OpenMP try-compile alike.
+# scratch_build FLAGS: builds the extension in $tree with FLAGS appended LAST to every call of
+# the compiler (SCRATCH_CC, default gcc). setup.py puts its own flags (-O3 -g0 ...) after
+# $CFLAGS, so a -g there would be cancelled; a tiny compiler wrapper is used instead, for
+# compiling, for the shared-object link (distutils derives LDSHARED from CC) and for
+# setup.py's OpenMP try-compile alike.
 # The build log is $work/build.log; returns non-zero (after printing it) if the build fails.
 scratch_build() {
-    printf '#!/bin/sh\nexec gcc "$@" %s\n' "$1" > "$work/cc"
+    printf '#!/bin/sh\nexec %s "$@" %s\n' "${SCRATCH_CC:-gcc}" "$1" > "$work/cc"
     chmod +x "$work/cc"
     (cd "$tree" && CC="$work/cc" "$PYTHON" setup.py -q build_ext --inplace > "$work/build.log" 2>&1) \
         || { cat "$work/build.log"; return 1; }

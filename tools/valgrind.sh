@@ -37,8 +37,8 @@ scratch_copy valgrind "${VALGRIND_WORKDIR:-}"
 
 # -g so the reports carry file and line (scratch_build.sh puts it last). The optimisation
 # level stays -O3: we check the code that ships. Under valgrind the CPU reports no AVX-512
-# (memcheck cannot run it), so the target_clones ifunc picks the AVX2 (x86-64-v3) clone or
-# the baseline; sanitize.sh covers the AVX-512 clone natively.
+# (memcheck cannot run it), so dispatch picks the AVX2 (x86-64-v3) version or the baseline;
+# sanitize.sh covers the AVX-512 version natively.
 echo "== valgrind: building a -g copy in $tree"
 scratch_build "-g" || { echo "valgrind.sh: build failed" >&2; exit 2; }
 echo "== valgrind: built in $((SECONDS - start)) s"

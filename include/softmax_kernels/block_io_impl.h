@@ -74,11 +74,7 @@ SK_INLINE void SK_NAME(sk_stream_copy)(SK_REAL *dst, const SK_REAL *src, sk_inde
             dst[i] = src[i];
         for (; i + per_line <= n; i += per_line)
             for (sk_index j = i; j < i + per_line; j += per_store)
-#if SK_IS_DOUBLE
-                _mm_stream_pd(dst + j, _mm_loadu_pd(src + j));
-#else
-                _mm_stream_ps(dst + j, _mm_loadu_ps(src + j));
-#endif
+                SK_NAME(sk_stream16)(dst + j, src + j);
     }
     for (; i < n; ++i)
         dst[i] = src[i];

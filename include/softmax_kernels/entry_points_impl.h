@@ -9,8 +9,8 @@
 
 /* ---- softmax and log-softmax ---------------------------------------------------------------- */
 
-SK_DISPATCH static void SK_NAME(sk_softmax_block)(const sk_problem *pb, sk_index row_begin, sk_index row_end,
-                                                  double *scratch)
+SK_INLINE void SK_NAME(sk_softmax_block_body)(const sk_problem *pb, sk_index row_begin, sk_index row_end,
+                                              double *scratch)
 {
     const sk_index n_classes = pb->n_classes, n_rows = row_end - row_begin;
     const sk_block blk = sk_block_layout(scratch, n_classes);
@@ -30,9 +30,12 @@ SK_DISPATCH static void SK_NAME(sk_softmax_block)(const sk_problem *pb, sk_index
             out[k] = e[k] * inv_sum;
     }
 }
+SK_DISPATCHED(SK_NAME(sk_softmax_block), SK_NAME(sk_softmax_block_body),
+              (const sk_problem *pb, sk_index row_begin, sk_index row_end, double *scratch),
+              (pb, row_begin, row_end, scratch))
 
-SK_DISPATCH static void SK_NAME(sk_log_softmax_block)(const sk_problem *pb, sk_index row_begin, sk_index row_end,
-                                                      double *scratch)
+SK_INLINE void SK_NAME(sk_log_softmax_block_body)(const sk_problem *pb, sk_index row_begin, sk_index row_end,
+                                                  double *scratch)
 {
     const sk_index n_classes = pb->n_classes, n_rows = row_end - row_begin;
     const sk_block blk = sk_block_layout(scratch, n_classes);
@@ -52,6 +55,9 @@ SK_DISPATCH static void SK_NAME(sk_log_softmax_block)(const sk_problem *pb, sk_i
             out[k] = (SK_REAL)(((double)z[k] - m) - log_sum);
     }
 }
+SK_DISPATCHED(SK_NAME(sk_log_softmax_block), SK_NAME(sk_log_softmax_block_body),
+              (const sk_problem *pb, sk_index row_begin, sk_index row_end, double *scratch),
+              (pb, row_begin, row_end, scratch))
 
 /* ---- targets ------------------------------------------------------------------------------ */
 
@@ -161,8 +167,8 @@ SK_INLINE void SK_NAME(sk_target_rows)(const sk_problem *pb, sk_index row_begin,
  * whatever their logits hold, invalid rows NaN. Short rows without dense targets take the
  * columns; longer rows of the labels-only training call the labels path; anything else, and
  * the rows those leave, go row by row. */
-SK_DISPATCH static void SK_NAME(sk_target_block)(const sk_problem *pb, sk_index row_begin, sk_index row_end,
-                                                 double *scratch)
+SK_INLINE void SK_NAME(sk_target_block_body)(const sk_problem *pb, sk_index row_begin, sk_index row_end,
+                                             double *scratch)
 {
     const sk_index n_classes = pb->n_classes, n_rows = row_end - row_begin;
     const sk_block blk = sk_block_layout(scratch, n_classes);
@@ -183,6 +189,9 @@ SK_DISPATCH static void SK_NAME(sk_target_block)(const sk_problem *pb, sk_index 
         return; /* the common case: nothing left to do, and no per-row loop to run through */
     SK_NAME(sk_target_rows)(pb, row_begin, n_rows, &blk, vectorised);
 }
+SK_DISPATCHED(SK_NAME(sk_target_block), SK_NAME(sk_target_block_body),
+              (const sk_problem *pb, sk_index row_begin, sk_index row_end, double *scratch),
+              (pb, row_begin, row_end, scratch))
 
 /* ---- the "mean" denominator ------------------------------------------------------------------ */
 

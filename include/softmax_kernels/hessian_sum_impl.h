@@ -73,11 +73,11 @@ SK_INLINE void SK_NAME(sk_sum_products)(const double *a, const double *b, sk_ind
     double lane_sum[SK_SUM_LANES] = {0}, lane_error[SK_SUM_LANES] = {0};
     for (sk_index r0 = 0; r0 < padded_rows; r0 += SK_SUM_LANES) {
         if (b) {
-            SK_SIMD
+            SK_SIMD_LANES
             for (sk_index l = 0; l < SK_SUM_LANES; ++l)
                 sk_two_sum_add(&lane_sum[l], &lane_error[l], a[r0 + l] * b[r0 + l]);
         } else {
-            SK_SIMD
+            SK_SIMD_LANES
             for (sk_index l = 0; l < SK_SUM_LANES; ++l)
                 sk_two_sum_add(&lane_sum[l], &lane_error[l], a[r0 + l]);
         }
@@ -135,8 +135,8 @@ SK_INLINE void SK_NAME(sk_sum_rows)(const sk_problem *pb, sk_index row_begin, sk
 /* The Hessians of rows [row_begin, row_end) added to the compensated sums (sum, error) of
  * n_groups * K(K+1)/2 elements (packed upper, group by group): the rows' group from
  * pb->groups, or group 0 where it is NULL. */
-SK_DISPATCH static void SK_NAME(sk_hessian_sum_block)(const sk_problem *pb, sk_index row_begin, sk_index row_end,
-                                                      double *scratch, double *sum, double *error)
+SK_INLINE void SK_NAME(sk_hessian_sum_block_body)(const sk_problem *pb, sk_index row_begin, sk_index row_end,
+                                                  double *scratch, double *sum, double *error)
 {
     const sk_index n_classes = pb->n_classes, n_rows = row_end - row_begin;
     const sk_block blk = sk_block_layout(scratch, n_classes);
@@ -150,13 +150,17 @@ SK_DISPATCH static void SK_NAME(sk_hessian_sum_block)(const sk_problem *pb, sk_i
     if (!across_rows || !SK_NAME(sk_all_valid)(blk.status, n_rows))
         SK_NAME(sk_sum_rows)(pb, row_begin, n_rows, &blk, across_rows, sum, error);
 }
+SK_DISPATCHED(SK_NAME(sk_hessian_sum_block), SK_NAME(sk_hessian_sum_block_body),
+              (const sk_problem *pb, sk_index row_begin, sk_index row_end, double *scratch, double *sum,
+               double *error),
+              (pb, row_begin, row_end, scratch, sum, error))
 
 /* The factors of rows [row_begin, row_end) for a summed Hessian assembled by matrix
  * products: per row (at index row - row_begin) s (K values), c and the diagonal terms
  * (c s_k)(1 - s_k) (K values), in double. Ignored rows are zero, invalid rows NaN. */
-SK_DISPATCH static void SK_NAME(sk_hessian_factors_block)(const sk_problem *pb, sk_index row_begin,
-                                                          sk_index row_end, double *scratch, double *s_out,
-                                                          double *c_out, double *diag_out)
+SK_INLINE void SK_NAME(sk_hessian_factors_block_body)(const sk_problem *pb, sk_index row_begin,
+                                                      sk_index row_end, double *scratch, double *s_out,
+                                                      double *c_out, double *diag_out)
 {
     const sk_index n_classes = pb->n_classes, n_rows = row_end - row_begin;
     const sk_block blk = sk_block_layout(scratch, n_classes);
@@ -184,5 +188,9 @@ SK_DISPATCH static void SK_NAME(sk_hessian_factors_block)(const sk_problem *pb, 
         }
     }
 }
+SK_DISPATCHED(SK_NAME(sk_hessian_factors_block), SK_NAME(sk_hessian_factors_block_body),
+              (const sk_problem *pb, sk_index row_begin, sk_index row_end, double *scratch,
+               double *s_out, double *c_out, double *diag_out),
+              (pb, row_begin, row_end, scratch, s_out, c_out, diag_out))
 
 #undef SK_SUM_LANES

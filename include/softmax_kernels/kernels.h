@@ -81,17 +81,17 @@ static inline sk_block_fn sk_block_function(sk_kernel kernel, int is_double)
 {
     switch (kernel) {
     case SK_KERNEL_SOFTMAX:
-        return is_double ? sk_softmax_block_d : sk_softmax_block_f;
+        return is_double ? sk_softmax_block_d_for_cpu() : sk_softmax_block_f_for_cpu();
     case SK_KERNEL_LOG_SOFTMAX:
-        return is_double ? sk_log_softmax_block_d : sk_log_softmax_block_f;
+        return is_double ? sk_log_softmax_block_d_for_cpu() : sk_log_softmax_block_f_for_cpu();
     default:
-        return is_double ? sk_target_block_d : sk_target_block_f;
+        return is_double ? sk_target_block_d_for_cpu() : sk_target_block_f_for_cpu();
     }
 }
 
 static inline sk_sum_block_fn sk_hessian_sum_function(int is_double)
 {
-    return is_double ? sk_hessian_sum_block_d : sk_hessian_sum_block_f;
+    return is_double ? sk_hessian_sum_block_d_for_cpu() : sk_hessian_sum_block_f_for_cpu();
 }
 
 /* A kernel writing the factors of rows [row_begin, row_end): s and the diagonal terms (K
@@ -101,7 +101,7 @@ typedef void (*sk_factor_block_fn)(const sk_problem *problem, sk_index row_begin
 
 static inline sk_factor_block_fn sk_hessian_factors_function(int is_double)
 {
-    return is_double ? sk_hessian_factors_block_d : sk_hessian_factors_block_f;
+    return is_double ? sk_hessian_factors_block_d_for_cpu() : sk_hessian_factors_block_f_for_cpu();
 }
 
 /* (sum, error) += x, element by element, compensated (TwoSum). */

@@ -261,7 +261,7 @@ SK_INLINE void SK_NAME(sk_tile_products)(SK_REAL *out, const double *fixed, cons
 {
     for (const double *end = vectors + count * SK_HESSIAN_GROUP; vectors < end;
          vectors += SK_HESSIAN_GROUP, out += SK_HESSIAN_GROUP) {
-        SK_SIMD
+        SK_SIMD_LANES
         for (sk_index t = 0; t < SK_HESSIAN_GROUP; ++t)
             out[t] = (SK_REAL)(fixed[t] * vectors[t]);
     }
@@ -276,7 +276,7 @@ SK_INLINE void SK_NAME(sk_group_factors)(const sk_block *blk, sk_index n_rows, s
     const SK_REAL *max_flags = (const SK_REAL *)blk->strip;   /* z_k = m, as 1 or 0, likewise */
     for (sk_index k = 0; k < n_classes; ++k) {
         const sk_index col = k * n_rows + g0;
-        SK_SIMD
+        SK_SIMD_LANES
         for (sk_index t = 0; t < G; ++t)
             SK_NAME(sk_short_factors)((double)e[col + t], max_flags[col + t] != (SK_REAL)0, blk->sum_excl[g0 + t],
                                       work->coef[g0 + t], &work->s[k * G + t], &work->minus_cs[k * G + t],
@@ -296,7 +296,7 @@ SK_INLINE void SK_NAME(sk_group_tile)(int layout, sk_index n_classes, const SK_N
         const sk_index above = layout == SK_LAYOUT_PACKED_UPPER ? 0 : n_classes - 1 - j;
         SK_NAME(sk_tile_products)(out, work->minus_cs + j * G, work->s, below);
         out += below * G;
-        SK_SIMD
+        SK_SIMD_LANES
         for (sk_index t = 0; t < G; ++t)
             out[t] = (SK_REAL)work->diag[j * G + t];
         out += G;

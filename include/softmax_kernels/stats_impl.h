@@ -40,6 +40,7 @@
 #if SK_IS_DOUBLE
 /* Adds e_k (at_max: whether z_k = m) to accumulator i of the sk_excl_sums t. */
 #define SK_EXCL_ADD(t, i, e, at_max) ((void)(at_max), sk_fast_two_sum_add(&(t).sum[i], &(t).error[i], (e)))
+#define SK_EXCL_SIMD SK_SIMD_LANES /* the directive of a loop adding to compensated lanes */
 typedef struct {
     double *sum;   /* the e_k, each lane started at 1 */
     double *error; /* the exact rounding errors of the additions */
@@ -64,6 +65,7 @@ SK_INLINE double SK_NAME(sk_excl_value)(SK_NAME(sk_excl_sums) t, sk_index i, sk_
 }
 #else
 #define SK_EXCL_ADD(t, i, e, at_max) ((t).sum[i] += (at_max) ? 0.0 : (e), (t).ties[i] += (at_max) ? 1 : 0)
+#define SK_EXCL_SIMD SK_SIMD
 typedef struct {
     double *sum;   /* the e_k below the maximum */
     int32_t *ties; /* the classes at the maximum (16 to a vector) */
@@ -187,7 +189,7 @@ SK_INLINE SK_REAL SK_NAME(sk_row_max)(const SK_REAL *z, sk_index n_classes)
 SK_INLINE void SK_NAME(sk_exp_chunk)(const SK_REAL *z, SK_REAL m, SK_REAL *e, SK_NAME(sk_excl_sums) sums,
                                      SK_NAME(sk_lane_flag) *far, sk_index first, int extreme_rows_recomputed)
 {
-    SK_SIMD
+    SK_EXCL_SIMD
     for (sk_index l = 0; l < SK_ROW_LANES; ++l) {
         const SK_REAL x = z[l], value = SK_EXP_ROW(x - m, extreme_rows_recomputed);
         e[l] = value;
@@ -489,3 +491,4 @@ SK_INLINE void SK_NAME(sk_block_stats)(const sk_problem *pb, sk_index row_begin,
 #undef SK_EXTREME_GAP
 #undef SK_EXP_LANES
 #undef SK_EXCL_ADD
+#undef SK_EXCL_SIMD

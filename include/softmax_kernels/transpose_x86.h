@@ -16,7 +16,7 @@
  * transpositions".
  *
  * These functions are compiled for AVX-512F or AVX2 alone (a target attribute), outside the
- * dispatched clones, and called only where the CPU has that extension: at compile time in a
+ * dispatched versions, and called only where the CPU has that extension: at compile time in a
  * build for such a CPU, else after a run-time check (sk_rows_to_columns_tiles_f and the like
  * pick the widest). Other compilers and systems keep the element-wise transpositions of
  * short_transpose_impl.h, and so do builds with -DSK_NO_SIMD_TRANSPOSE;
@@ -29,15 +29,14 @@
 #include "block.h"
 #include "portability.h"
 
-/* Linux only: there GCC and Clang both answer __builtin_cpu_supports from their runtime
- * library; other systems keep the element-wise transpositions. */
-#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__) && defined(__linux__) && \
-    !defined(SK_NO_SIMD_TRANSPOSE)
+/* Where functions may have instruction sets of their own and the CPU can be asked
+ * (SK_HAVE_CPU_FEATURES, portability.h); other systems keep the element-wise transpositions. */
+#if SK_HAVE_CPU_FEATURES && !defined(SK_NO_SIMD_TRANSPOSE)
 #define SK_TILE_TRANSPOSE 1
 #include <immintrin.h>
 
-#define SK_AVX512 __attribute__((target("avx512f")))
-#define SK_AVX2 __attribute__((target("avx2")))
+#define SK_AVX512 SK_TARGET("avx512f")
+#define SK_AVX2 SK_TARGET("avx2")
 
 /* The smallest K the tiles are used for: below it the element-wise transpositions, which
  * the compiler turns into whole-vector shuffles for K <= 4, are as fast or faster
@@ -53,7 +52,7 @@ SK_INLINE int sk_have_avx512_tiles(void)
 #elif defined(__AVX512F__)
     return 1;
 #else
-    return __builtin_cpu_supports("avx512f");
+    return SK_CPU_SUPPORTS("avx512f");
 #endif
 }
 
@@ -62,11 +61,11 @@ SK_INLINE int sk_have_avx2_tiles(void)
 #ifdef __AVX2__
     return 1;
 #else
-    return __builtin_cpu_supports("avx2");
+    return SK_CPU_SUPPORTS("avx2");
 #endif
 }
 
-#define SK_AVX512_INLINE SK_AVX512 static inline __attribute__((always_inline))
+#define SK_AVX512_INLINE SK_AVX512 SK_INLINE
 
 /* One vector of a row that starts at p; only its `lanes` where the vector would pass `end`
  * (compared as a distance: a pointer past the array's end is not to be formed). */
@@ -271,7 +270,7 @@ SK_HESSIAN_TILE(sk_hessian_tile_avx512_f, float, __m512, 16, sk_transpose16x16_p
 SK_HESSIAN_TILE(sk_hessian_tile_avx512_d, double, __m512d, 8, sk_transpose8x8_pd, _mm512_loadu_pd, _mm512_storeu_pd)
 #undef SK_HESSIAN_TILE
 
-#define SK_AVX2_INLINE SK_AVX2 static inline __attribute__((always_inline))
+#define SK_AVX2_INLINE SK_AVX2 SK_INLINE
 
 /* In-register transpose of the 8 x 8 floats r[0..7], in the three stages of
  * sk_transpose16x16_ps within 128-bit lanes (0x44 takes elements 0-1 of each source's

@@ -3,8 +3,8 @@
  * Each returns the largest error, in units in the last place of the exact result,
  * of sk_exp_f, sk_exp_d or sk_log1p_d over a set of arguments. The references are
  * libm's exp in double (for float) and expl/log1pl in long double (for double, where
- * the platform's long double is wider). They carry SK_DISPATCH like the kernels, so
- * the code measured is the code the kernels run on this CPU.
+ * the platform's long double is wider). They are dispatched like the kernels
+ * (SK_DISPATCHED_RETURNING), so the code measured is the code the kernels run on this CPU.
  */
 #ifndef SOFTMAX_KERNELS_VMATH_ACCURACY_H
 #define SOFTMAX_KERNELS_VMATH_ACCURACY_H
@@ -46,7 +46,7 @@ static inline double sk_float_ulp_error(float computed, double exact)
 }
 
 /* Every float whose bit pattern lies in [begin, end). */
-SK_DISPATCH static double sk_exp_f_max_ulp_error(uint64_t begin, uint64_t end)
+SK_INLINE double sk_exp_f_max_ulp_error_body(uint64_t begin, uint64_t end)
 {
     double worst = 0.0;
     for (uint64_t bits = begin; bits < end; ++bits) {
@@ -59,8 +59,10 @@ SK_DISPATCH static double sk_exp_f_max_ulp_error(uint64_t begin, uint64_t end)
     }
     return worst;
 }
+SK_DISPATCHED_RETURNING(double, sk_exp_f_max_ulp_error, sk_exp_f_max_ulp_error_body,
+                        (uint64_t begin, uint64_t end), (begin, end))
 
-SK_DISPATCH static double sk_exp_d_max_ulp_error(const double *x, sk_index n)
+SK_INLINE double sk_exp_d_max_ulp_error_body(const double *x, sk_index n)
 {
     double worst = 0.0;
     for (sk_index i = 0; i < n; ++i) {
@@ -72,8 +74,10 @@ SK_DISPATCH static double sk_exp_d_max_ulp_error(const double *x, sk_index n)
     }
     return worst;
 }
+SK_DISPATCHED_RETURNING(double, sk_exp_d_max_ulp_error, sk_exp_d_max_ulp_error_body,
+                        (const double *x, sk_index n), (x, n))
 
-SK_DISPATCH static double sk_log1p_d_max_ulp_error(const double *x, sk_index n)
+SK_INLINE double sk_log1p_d_max_ulp_error_body(const double *x, sk_index n)
 {
     double worst = 0.0;
     for (sk_index i = 0; i < n; ++i) {
@@ -82,6 +86,8 @@ SK_DISPATCH static double sk_log1p_d_max_ulp_error(const double *x, sk_index n)
     }
     return worst;
 }
+SK_DISPATCHED_RETURNING(double, sk_log1p_d_max_ulp_error, sk_log1p_d_max_ulp_error_body,
+                        (const double *x, sk_index n), (x, n))
 
 /* The flushing exps (sk_exp_nonpositive_*) must equal the full ones bit for bit where they
  * promise normal results, 0 below their threshold, NaN for NaN: the count of arguments
@@ -96,16 +102,18 @@ SK_INLINE int sk_exp_nonpositive_f_agrees(float x)
 }
 
 /* Float bit patterns in [begin, end). */
-SK_DISPATCH static uint64_t sk_exp_nonpositive_f_mismatches(uint64_t begin, uint64_t end)
+SK_INLINE uint64_t sk_exp_nonpositive_f_mismatches_body(uint64_t begin, uint64_t end)
 {
     uint64_t mismatches = 0;
     for (uint64_t bits = begin; bits < end; ++bits)
         mismatches += !sk_exp_nonpositive_f_agrees(sk_bits_to_float((uint32_t)bits));
     return mismatches;
 }
+SK_DISPATCHED_RETURNING(uint64_t, sk_exp_nonpositive_f_mismatches, sk_exp_nonpositive_f_mismatches_body,
+                        (uint64_t begin, uint64_t end), (begin, end))
 
 /* As a double, so that it shares the sweep signature of the functions above. */
-SK_DISPATCH static double sk_exp_nonpositive_d_mismatches(const double *x, sk_index n)
+SK_INLINE double sk_exp_nonpositive_d_mismatches_body(const double *x, sk_index n)
 {
     double mismatches = 0;
     for (sk_index i = 0; i < n; ++i) {
@@ -115,5 +123,7 @@ SK_DISPATCH static double sk_exp_nonpositive_d_mismatches(const double *x, sk_in
     }
     return mismatches;
 }
+SK_DISPATCHED_RETURNING(double, sk_exp_nonpositive_d_mismatches, sk_exp_nonpositive_d_mismatches_body,
+                        (const double *x, sk_index n), (x, n))
 
 #endif /* SOFTMAX_KERNELS_VMATH_ACCURACY_H */

@@ -1,0 +1,89 @@
+#!/usr/bin/env python
+"""Add the license text of a runtime library vendored into a wheel (libgomp, libomp) to the wheel:
+as ``<name>.dist-info/licenses/<as>``, listed in METADATA as a License-File, RECORD regenerated.
+
+    python tools/add_wheel_license.py WHEEL_OR_FOLDER LICENSE_FILE --as softmax_kernels.libs/libgomp-LICENSE
+
+A folder means every wheel in it (a repair command's output folder). The standard library only,
+so that it runs in any build environment (tools/build_wheels.sh, .github/workflows/wheels.yml).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import csv
+import hashlib
+import io
+import os
+import sys
+import tempfile
+import zipfile
+
+
+def _record_line(name: str, data: bytes) -> list:
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    return [name, f"sha256={digest}", str(len(data))]
+
+
+def _with_license_file(metadata: str, entry: str) -> str:
+    """METADATA with `License-File: entry` after its last License-File header (or its last header)."""
+    lines = metadata.split("\n")
+    header_end = lines.index("") if "" in lines else len(lines)
+    license_lines = [i for i in range(header_end) if lines[i].startswith("License-File:")]
+    position = (license_lines[-1] if license_lines else header_end - 1) + 1
+    return "\n".join(lines[:position] + [f"License-File: {entry}"] + lines[position:])
+
+
+def add_license(wheel: str, license_path: str, name: str) -> None:
+    with open(license_path, "rb") as f:
+        license_text = f.read()
+    with zipfile.ZipFile(wheel) as source:  # files only: RECORD lists no directories
+        infos = [info for info in source.infolist() if not info.is_dir()]
+        contents = {info.filename: source.read(info) for info in infos}
+    dist_info = next(n.split("/")[0] for n in contents if n.endswith(".dist-info/METADATA"))
+    target = f"{dist_info}/licenses/{name}"
+    if target in contents:
+        raise SystemExit(f"{wheel} already holds {target}")
+    record_name = f"{dist_info}/RECORD"
+    metadata_name = f"{dist_info}/METADATA"
+    contents[metadata_name] = _with_license_file(contents[metadata_name].decode("utf-8"), name).encode("utf-8")
+    contents[target] = license_text
+    names = [info.filename for info in infos if info.filename != record_name] + [target]
+    record = io.StringIO()
+    writer = csv.writer(record, lineterminator="\n")
+    for entry in names:
+        writer.writerow(_record_line(entry, contents[entry]))
+    writer.writerow([record_name, "", ""])
+    contents[record_name] = record.getvalue().encode("utf-8")
+    modes = {info.filename: info.external_attr for info in infos}
+    handle, temporary = tempfile.mkstemp(suffix=".whl", dir=os.path.dirname(os.path.abspath(wheel)))
+    os.close(handle)
+    with zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_DEFLATED) as out:
+        for entry in names + [record_name]:  # RECORD last, as the wheel specification asks
+            info = zipfile.ZipInfo(entry, date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = modes.get(entry, 0o644 << 16)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            out.writestr(info, contents[entry])
+    os.replace(temporary, wheel)
+    print(f"{os.path.basename(wheel)}: added {target} ({len(license_text)} bytes)")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("wheel", help="a wheel, or a folder whose wheels all get the license")
+    parser.add_argument("license", help="the license text to add")
+    parser.add_argument("--as", dest="name", required=True,
+                        help="its path under .dist-info/licenses/, e.g. softmax_kernels.libs/libgomp-LICENSE")
+    args = parser.parse_args()
+    wheels = ([os.path.join(args.wheel, n) for n in sorted(os.listdir(args.wheel)) if n.endswith(".whl")]
+              if os.path.isdir(args.wheel) else [args.wheel])
+    if not wheels:
+        raise SystemExit(f"no wheel in {args.wheel}")
+    for wheel in wheels:
+        add_license(wheel, args.license, args.name)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
