@@ -11,8 +11,6 @@ One thread (threadpoolctl), float64, fit_intercept=True, sample weights, l2 = 1;
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import numpy as np
 from sklearn._loss.loss import HalfMultinomialLoss
@@ -20,18 +18,9 @@ from sklearn.linear_model._linear_loss import LinearModelLoss
 from threadpoolctl import threadpool_limits
 
 import softmax_kernels.linear as linear
+from softmax_kernels.benchmarks import median_time
 
 SHAPES = [(100_000, 50, 10), (50_000, 30, 50), (20_000, 200, 10)]
-
-
-def median_seconds(function, repeats):
-    function()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main(argv=None):
@@ -51,10 +40,10 @@ def main(argv=None):
         with threadpool_limits(1):
             model = LinearModelLoss(HalfMultinomialLoss(n_classes=n_classes), fit_intercept=True)
             _, hessp = model.gradient_hessian_product(coef, X, y.astype(float), w, l2_reg_strength=1.0)
-            theirs = median_seconds(lambda: hessp(V), args.repeats)
-            ours = median_seconds(lambda: linear.hessian_vector_product(coef, X, V, y, sample_weight=w, l2=1.0,
-                                                                        num_threads=1), args.repeats)
-            products = median_seconds(lambda: (X @ V[:, :-1].T, R.T @ X), args.repeats)
+            theirs = median_time(lambda: hessp(V), repeats=args.repeats, min_time=0)
+            ours = median_time(lambda: linear.hessian_vector_product(coef, X, V, y, sample_weight=w, l2=1.0, num_threads=1),
+                               repeats=args.repeats, min_time=0)
+            products = median_time(lambda: (X @ V[:, :-1].T, R.T @ X), repeats=args.repeats, min_time=0)
         print(f"| {n_rows} x {n_features}, {n_classes} | {theirs * 1e3:.1f} | {ours * 1e3:.1f} "
               f"| {products * 1e3:.1f} | {theirs / products:.2f} |")
 

@@ -81,3 +81,11 @@ def test_every_implementation_computes_in_the_case_precision(quick_case):
         tolerance = 1e-4 if quick_case.dtype == "float32" else 1e-11
         for name, arrays in results.items():
             np.testing.assert_allclose(arrays[0], ours, rtol=tolerance, atol=tolerance, err_msg=name)
+
+
+def test_the_implementation_list_names_every_implementation():
+    # A renamed or new adapter must be listed above, or its benchmark would skip silently.
+    found = set()
+    for quick_case in benchmarks.QUICK_CASES:
+        found.update(benchmarks.implementations(quick_case))
+    assert found <= set(IMPLEMENTATIONS), found - set(IMPLEMENTATIONS)

@@ -14,26 +14,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
-import time
 
 import torch
 
 import softmax_kernels as sk
 import softmax_kernels.torch as skt
+from softmax_kernels.benchmarks import median_time
 
 SHAPES = [(1_000_000, 10), (100_000, 100), (10_000, 1000)]
 QUICK_SHAPES = [(20_000, 10), (2_000, 100), (200, 1000)]
-
-
-def median_seconds(function, repeats):
-    function()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def forward_backward(loss_function, x, y):
@@ -62,9 +51,9 @@ def main(argv=None):
                 generator = torch.Generator().manual_seed(0)
                 x = 3 * torch.randn(n_rows, n_classes, dtype=dtype, generator=generator)
                 y = torch.randint(0, n_classes, (n_rows,), generator=generator)
-                theirs = median_seconds(forward_backward(torch.nn.functional.cross_entropy, x, y), args.repeats)
-                ours = median_seconds(forward_backward(
-                    lambda z, t: skt.cross_entropy(z, t), x, y), args.repeats) if count else None
+                theirs = median_time(forward_backward(torch.nn.functional.cross_entropy, x, y),
+                                     repeats=args.repeats, min_time=0)
+                ours = median_time(forward_backward(skt.cross_entropy, x, y), repeats=args.repeats, min_time=0)
                 case = f"{n_rows}x{n_classes} {str(dtype).replace('torch.', '')}"
                 print(f"| {count} | {case} | {theirs * 1e3:.2f} | {ours * 1e3:.2f} | {theirs / ours:.1f}x |")
                 records.append({"threads": count, "case": case, "torch_s": theirs, "softmax_kernels_s": ours})

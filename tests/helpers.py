@@ -1,15 +1,21 @@
 """Helpers shared by the test modules: the registry's operations grouped as the tests need
 them, calling an operation, every output of one problem, memory orders, the comparisons
-(bitwise, within units of roundoff, within a tolerance) and the accuracy-contract check."""
+(bitwise, within units of roundoff, within a tolerance), the accuracy-contract check, a fresh
+interpreter, the examples as modules and the optional integrations' import rules."""
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import importlib.util
 import os
+import pathlib
 import subprocess
 import sys
 from typing import NamedTuple
 
 import numpy as np
+import pytest
 
 import softmax_kernels as sk
 from softmax_kernels._layout import LAYOUTS
@@ -302,3 +308,36 @@ def run_python(*args: str, env: dict | None = None, timeout: float = 120) -> sub
             environment[name] = value
     return subprocess.run([sys.executable, *args], env=environment, capture_output=True, text=True,
                           timeout=timeout)
+
+
+# --- the examples and the optional integrations ----------------------------------------------
+
+EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
+
+
+@contextlib.contextmanager
+def example_module(name: str):
+    """examples/<name>.py imported as a module by its path, and forgotten afterwards."""
+    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop(name, None)
+
+
+def assert_core_does_not_import(library: str) -> None:
+    """``import softmax_kernels`` in a fresh interpreter leaves ``library`` unimported."""
+    result = run_python("-c", f"import sys, softmax_kernels; assert {library!r} not in sys.modules")
+    assert result.returncode == 0, result.stderr
+
+
+def assert_missing_library_names_its_extra(monkeypatch, library: str) -> None:
+    """Without ``library``, importing softmax_kernels.<library> raises an ImportError that names
+    the extra to install."""
+    monkeypatch.setitem(sys.modules, library, None)  # makes "import <library>" fail
+    monkeypatch.delitem(sys.modules, f"softmax_kernels.{library}", raising=False)
+    with pytest.raises(ImportError, match=rf'pip install "softmax_kernels\[{library}\]"'):
+        importlib.import_module(f"softmax_kernels.{library}")

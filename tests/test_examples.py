@@ -1,8 +1,5 @@
 """The examples/ scripts run and do what they claim (skipped without scikit-learn)."""
 
-import importlib.util
-import pathlib
-import sys
 import warnings
 
 import numpy as np
@@ -11,6 +8,7 @@ import pytest
 pytest.importorskip("sklearn")
 
 import softmax_kernels as sk  # noqa: E402
+from helpers import example_module  # noqa: E402
 
 
 def one_thread():
@@ -21,20 +19,11 @@ def one_thread():
     return threadpool_limits(limits=1)
 
 
-EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
-
-
 @pytest.fixture(scope="module")
 def newton_digits():
     """examples/newton_digits.py imported as a module, by path."""
-    spec = importlib.util.spec_from_file_location("newton_digits", EXAMPLES / "newton_digits.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    try:
-        spec.loader.exec_module(module)
+    with example_module("newton_digits") as module:
         yield module
-    finally:
-        sys.modules.pop(spec.name, None)
 
 
 @pytest.fixture(scope="module")
@@ -45,14 +34,6 @@ def digits_fit(newton_digits):
         warnings.simplefilter("error")  # a ConvergenceWarning or a fallback to lbfgs fails the test
         result = newton_digits.compare(X, y, C=1.0, tol=1e-10)
     return X, y, result
-
-
-def _example(name):
-    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_newton_step_keeps_the_intercepts_summing_to_zero(newton_digits, rng):
@@ -101,19 +82,19 @@ def test_main_prints_the_comparison(newton_digits, capsys):
 
 
 def test_synthetic_newton_reaches_the_sklearn_optimum():
-    synthetic = _example("newton_synthetic")
-    X, y = synthetic.make_problem(n_rows=3000, n_features=8, n_classes=4)
-    with warnings.catch_warnings(), one_thread():
-        warnings.simplefilter("error")
-        result = sys.modules["newton_digits"].compare(X, y, C=1.0, tol=1e-10)
+    with example_module("newton_synthetic") as synthetic:
+        X, y = synthetic.make_problem(n_rows=3000, n_features=8, n_classes=4)
+        with warnings.catch_warnings(), one_thread():
+            warnings.simplefilter("error")
+            result = synthetic.newton_digits.compare(X, y, C=1.0, tol=1e-10)
     assert result["objective_rel_gap"] <= 1e-12
     assert result["n_iter"] <= result["sklearn_n_iter"]
 
 
 def test_exact_leaf_newton_steps_beat_the_diagonal_ones():
     pytest.importorskip("scipy")
-    boosting = _example("boosting_newton_leaves")
-    results = boosting.main(["--rows", "20000", "--classes", "5", "--bins", "3"])
+    with example_module("boosting_newton_leaves") as boosting:
+        results = boosting.main(["--rows", "20000", "--classes", "5", "--bins", "3"])
     exact_iterations, exact_start, exact_after = results["exact Hessian (hessian_sum + dppsv)"]
     diagonal_iterations, diagonal_start, diagonal_after = results["diagonal Hessian"]
     assert exact_iterations < diagonal_iterations

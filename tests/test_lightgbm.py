@@ -1,12 +1,6 @@
 """softmax_kernels.lightgbm: the objective and the metric in lightgbm.train and LGBMClassifier
 (skipped without LightGBM)."""
 
-import importlib
-import importlib.util
-import pathlib
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
@@ -14,6 +8,7 @@ lightgbm = pytest.importorskip("lightgbm")
 
 import softmax_kernels.lightgbm as skl  # noqa: E402
 from boosting import N_CLASSES, classification_data, numpy_log_loss, numpy_objective  # noqa: E402
+from helpers import assert_core_does_not_import, assert_missing_library_names_its_extra, example_module  # noqa: E402
 
 # Deterministic, one thread. A custom objective starts from margins 0; so does the built-in one
 # with boost_from_average=False (tests that compare with it set that).
@@ -210,27 +205,16 @@ def test_bad_labels_stop_training_with_our_error(data):
 
 
 def test_the_core_does_not_import_lightgbm():
-    code = "import sys, softmax_kernels; assert 'lightgbm' not in sys.modules"
-    subprocess.run([sys.executable, "-c", code], check=True)
+    assert_core_does_not_import("lightgbm")
 
 
 def test_missing_lightgbm_raises_an_import_error_naming_the_extra(monkeypatch):
-    monkeypatch.setitem(sys.modules, "lightgbm", None)  # makes "import lightgbm" fail
-    monkeypatch.delitem(sys.modules, "softmax_kernels.lightgbm")
-    with pytest.raises(ImportError, match=r'pip install "softmax_kernels\[lightgbm\]"'):
-        importlib.import_module("softmax_kernels.lightgbm")
+    assert_missing_library_names_its_extra(monkeypatch, "lightgbm")
 
 
 def test_example_prints_both_log_losses(capsys):
-    path = pathlib.Path(__file__).resolve().parent.parent / "examples" / "lightgbm_objective.py"
-    spec = importlib.util.spec_from_file_location("lightgbm_objective", path)
-    example = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = example
-    try:
-        spec.loader.exec_module(example)
+    with example_module("lightgbm_objective") as example:
         results = example.main(["--rows", "400", "--classes", "3", "--rounds", "5", "--threads", "1"])
-    finally:
-        sys.modules.pop(spec.name, None)
     out = capsys.readouterr().out
     assert "multiclass" in out and "softmax_kernels" in out
     assert results["softmax_kernels, hessian='lightgbm'"] == pytest.approx(results["multiclass"], rel=1e-9)

@@ -2,9 +2,7 @@
 shape and dtype, in value, gradient and double backward; it keeps the digits of confident rows;
 it runs under torch.compile(fullgraph=True) and torch.func.grad; gradcheck and gradgradcheck pass."""
 
-import importlib.util
 import itertools
-import pathlib
 
 import numpy as np
 import pytest
@@ -14,6 +12,7 @@ F = torch.nn.functional
 skt = pytest.importorskip("softmax_kernels.torch")
 
 import softmax_kernels as sk  # noqa: E402
+from helpers import example_module  # noqa: E402
 
 TOLERANCE = {torch.float32: dict(rtol=2e-5, atol=2e-6), torch.float64: dict(rtol=1e-11, atol=1e-13)}
 # (input shape, class-index target shape): (C,), (N, C), (N, C, d1), (N, C, d1, d2)
@@ -104,19 +103,31 @@ def test_hessian_vector_products_and_torch_func_grad_use_the_operator():
                                torch.func.grad(lambda z: F.cross_entropy(z, target))(x), **TOLERANCE[torch.float64])
 
 
+def _third_derivative(loss, x, v):
+    """d/dx of (d/dx (d/dx loss . v) . v): the third derivative contracted twice with v."""
+    xx = x.clone().requires_grad_()
+    (g,) = torch.autograd.grad(loss(xx), xx, create_graph=True)
+    (hv,) = torch.autograd.grad((g * v).sum(), xx, create_graph=True)
+    return torch.autograd.grad((hv * v).sum(), xx)[0]
+
+
 def test_third_derivatives_match_torch_to_plain_arithmetic():
     x = torch.randn(4, 3, dtype=torch.float64)
     target = torch.randint(0, 3, (4,))
     v = torch.randn(4, 3, dtype=torch.float64)
+    torch.testing.assert_close(_third_derivative(lambda z: skt.cross_entropy(z, target), x, v),
+                               _third_derivative(lambda z: F.cross_entropy(z, target), x, v), rtol=1e-8, atol=1e-10)
 
-    def third(loss):
-        xx = x.clone().requires_grad_()
-        (g,) = torch.autograd.grad(loss(xx), xx, create_graph=True)
-        (hv,) = torch.autograd.grad((g * v).sum(), xx, create_graph=True)
-        return torch.autograd.grad((hv * v).sum(), xx)[0]
 
-    torch.testing.assert_close(third(lambda z: skt.cross_entropy(z, target)),
-                               third(lambda z: F.cross_entropy(z, target)), rtol=1e-8, atol=1e-10)
+def test_third_derivatives_take_targets_and_weights_of_another_dtype():
+    x = torch.randn(4, 3, dtype=torch.float64)
+    v = torch.randn(4, 3, dtype=torch.float64)
+    target = torch.softmax(torch.randn(4, 3), dim=1)  # float32 soft targets for float64 logits
+    weight = torch.rand(3) + 0.5
+    mixed = _third_derivative(lambda z: skt.cross_entropy(z, target, weight=weight, label_smoothing=0.1), x, v)
+    same = _third_derivative(
+        lambda z: skt.cross_entropy(z, target.double(), weight=weight.double(), label_smoothing=0.1), x, v)
+    torch.testing.assert_close(mixed, same, rtol=0, atol=0)
 
 
 def test_torch_compile_fullgraph_runs_forward_and_backward():
@@ -220,11 +231,8 @@ def test_bad_input_raises_and_names_the_argument(call, error, fragment):
 
 
 def test_example_newton_cg_reaches_torchs_optimum(capsys):
-    path = pathlib.Path(__file__).resolve().parent.parent / "examples" / "torch_newton_cg.py"
-    spec = importlib.util.spec_from_file_location("torch_newton_cg", path)
-    example = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(example)
-    results = example.main(["--rows", "3000", "--features", "6", "--classes", "4"])
+    with example_module("torch_newton_cg") as example:
+        results = example.main(["--rows", "3000", "--features", "6", "--classes", "4"])
     (theirs, their_gradient, _), (ours, our_gradient, _) = results.values()
     assert abs(ours - theirs) <= 1e-12 * abs(theirs)
     assert our_gradient <= 1e-8 and their_gradient <= 1e-8

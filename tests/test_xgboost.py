@@ -1,12 +1,6 @@
 """softmax_kernels.xgboost: the objective and the metric in xgboost.train and XGBClassifier
 (skipped without XGBoost)."""
 
-import importlib
-import importlib.util
-import pathlib
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
@@ -14,6 +8,7 @@ xgboost = pytest.importorskip("xgboost")
 
 import softmax_kernels.xgboost as skx  # noqa: E402
 from boosting import N_CLASSES, classification_data, numpy_log_loss, numpy_objective  # noqa: E402
+from helpers import assert_core_does_not_import, assert_missing_library_names_its_extra, example_module  # noqa: E402
 
 # Deterministic, one thread; base_score fixed so that every model starts from margins 0
 # (the built-in objective would otherwise estimate intercepts from the labels).
@@ -186,6 +181,8 @@ def test_sklearn_forms_check_the_weights():
     (dict(label_smoothing=1.5), ValueError, r"label_smoothing: expected a float in \[0, 1\], got 1.5"),
     (dict(n_classes=1), ValueError, r"n_classes: expected an int >= 2, got 1"),
     (dict(n_classes=3, class_weight=[1.0, 2.0]), ValueError, r"class_weight: expected shape \(3,\), got \(2,\)"),
+    (dict(class_weight=[[1.0, 2.0], [3.0, 4.0]]), ValueError,
+     r"class_weight: expected a 1-d array of K weights, got shape \(2, 2\)"),
     (dict(num_threads=0), ValueError, r"num_threads: expected an int >= 1, got 0"),
     (dict(api="pandas"), ValueError, r"api: expected one of 'native', 'sklearn', got 'pandas'"),
 ])
@@ -203,27 +200,16 @@ def test_bad_labels_stop_training_with_our_error(data):
 
 
 def test_the_core_does_not_import_xgboost():
-    code = "import sys, softmax_kernels; assert 'xgboost' not in sys.modules"
-    subprocess.run([sys.executable, "-c", code], check=True)
+    assert_core_does_not_import("xgboost")
 
 
 def test_missing_xgboost_raises_an_import_error_naming_the_extra(monkeypatch):
-    monkeypatch.setitem(sys.modules, "xgboost", None)  # makes "import xgboost" fail
-    monkeypatch.delitem(sys.modules, "softmax_kernels.xgboost")
-    with pytest.raises(ImportError, match=r'pip install "softmax_kernels\[xgboost\]"'):
-        importlib.import_module("softmax_kernels.xgboost")
+    assert_missing_library_names_its_extra(monkeypatch, "xgboost")
 
 
 def test_example_prints_both_log_losses(capsys):
-    path = pathlib.Path(__file__).resolve().parent.parent / "examples" / "xgboost_objective.py"
-    spec = importlib.util.spec_from_file_location("xgboost_objective", path)
-    example = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = example
-    try:
-        spec.loader.exec_module(example)
+    with example_module("xgboost_objective") as example:
         results = example.main(["--rows", "400", "--classes", "3", "--rounds", "5", "--threads", "1"])
-    finally:
-        sys.modules.pop(spec.name, None)
     out = capsys.readouterr().out
     assert "multi:softprob" in out and "softmax_kernels" in out
     assert results["softmax_kernels, hessian='xgboost'"] == pytest.approx(results["multi:softprob"], rel=1e-5)

@@ -152,8 +152,6 @@ def compare(before: str, after: str) -> int:
 def _timed_calls():
     """name -> call of every operation on one thread into preallocated outputs, with labels
     where the operation takes targets, at the benchmark shapes."""
-    import inspect
-
     import softmax_kernels as sk
 
     for n_rows, n_classes in [(1_000_000, 10), (100_000, 100), (10_000, 1_000)]:

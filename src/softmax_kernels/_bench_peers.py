@@ -112,23 +112,26 @@ def jax_adapters(case, inputs: dict) -> dict:
     jax = optional("jax")
     if jax is None:
         return {}
-    # Without 64-bit mode JAX would silently compute the float64 cases in float32.
+    # Without 64-bit mode JAX would silently compute the float64 cases in float32; the mode is
+    # process-wide, and float32 inputs stay float32 under it.
     jax.config.update("jax_enable_x64", True)
     jnp = jax.numpy
     z = jnp.asarray(inputs["z"])
-    assert z.dtype == inputs["z"].dtype, (z.dtype, inputs["z"].dtype)
+    if z.dtype != inputs["z"].dtype:
+        raise RuntimeError(f"JAX holds the {inputs['z'].dtype} logits as {z.dtype}")
     y = jnp.asarray(inputs["y"])
     if case.operation in ("softmax", "log_softmax"):
         function = jax.jit(lambda x: getattr(jax.nn, case.operation)(x, axis=1))
         return {f"jax jit({case.operation})": lambda: jax.block_until_ready(function(z))}
     if case.operation == "loss_gradient":
 
-        def total_loss(zz):
+        def total_loss(zz, labels):
             log_p = jax.nn.log_softmax(zz, axis=1)
-            return -jnp.take_along_axis(log_p, y[:, None], axis=1).sum()
+            return -jnp.take_along_axis(log_p, labels[:, None], axis=1).sum()
 
+        # The labels are an argument, as in training: captured, XLA would fold them into constants.
         step = jax.jit(jax.value_and_grad(total_loss))
-        return {"jax jit(value_and_grad)": lambda: jax.block_until_ready(step(z))}
+        return {"jax jit(value_and_grad)": lambda: jax.block_until_ready(step(z, y))}
     if case.operation == "hessian":
         row_hessian = jax.jit(jax.vmap(jax.hessian(jax.nn.logsumexp)))
         return {"jax jit(vmap(hessian))": lambda: jax.block_until_ready(row_hessian(z))}

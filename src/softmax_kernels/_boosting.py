@@ -63,6 +63,8 @@ def check_objective_options(n_classes, class_weight, label_smoothing, hessian, n
     n_classes = check_n_classes(n_classes)
     if class_weight is not None:
         class_weight = np.array(class_weight)  # a copy: later edits of the caller's array do not leak in
+        if n_classes is None and class_weight.ndim != 1:
+            raise ValueError(f"class_weight: expected a 1-d array of K weights, got shape {class_weight.shape}")
         _check_real(class_weight, "class_weight", (n_classes if n_classes is not None else class_weight.size,))
     return ObjectiveOptions(n_classes, class_weight, _check_label_smoothing(label_smoothing),
                             check_choice(hessian, "hessian", HESSIAN_FACTORS), check_num_threads(num_threads))

@@ -20,8 +20,6 @@ cache. Everything runs single-threaded: the comparison is per core (``num_thread
 
 from __future__ import annotations
 
-import importlib
-import os
 import statistics
 import time
 from dataclasses import dataclass
@@ -145,13 +143,6 @@ def make_inputs(case: Case, seed: int = 0) -> dict:
         "y": rng.integers(0, case.n_classes, case.n_rows),
         "v": rng.standard_normal(shape).astype(case.dtype),
     }
-
-
-def _optional(module: str):
-    try:
-        return importlib.import_module(module)
-    except Exception:  # a broken optional install is as good as an absent one
-        return None
 
 
 def _output_buffers(case: Case, dtype) -> dict:
@@ -307,7 +298,7 @@ def machine_description() -> dict:
     import platform
 
     versions = {"python": platform.python_version(), "numpy": np.__version__, "softmax_kernels": sk.__version__}
-    for name in ("torch", "sklearn", "jax"):
+    for name in ("scipy", "torch", "sklearn", "jax"):
         module = _optional(name)
         if module is not None:
             versions[name] = module.__version__
@@ -338,21 +329,45 @@ def _by_case(records: list) -> dict:
     return cases
 
 
-def summary_table(records: list) -> str:
-    """Markdown: per case, softmax_kernels against its floors, the fastest peer and the reference."""
-    lines = [
-        "| case | / memory floor | / compute floor | fastest peer | peer / softmax_kernels | reference / softmax_kernels |",
-        "|---|---|---|---|---|---|",
-    ]
-    for case, rows in _by_case(records).items():
+def summary_table(records: list, operations=None) -> str:
+    """Markdown: per operation (all, or those given) and shape, softmax_kernels against its floors,
+    the fastest peer and the reference, each cell giving every dtype that ran (float32 / float64)."""
+    groups = {}  # (operation, shape) -> {dtype: {implementation: record}}
+    for rows in _by_case(records).values():
+        first = next(iter(rows.values()))
+        if operations is not None and first["operation"] not in operations:
+            continue
+        groups.setdefault((first["operation"], "x".join(map(str, first["shape"]))), {})[first["dtype"]] = rows
+    dtypes = [dtype for dtype in DTYPES if any(dtype in by_dtype for by_dtype in groups.values())]
+
+    def cell(by_dtype: dict, text) -> str:
+        return " / ".join(text(by_dtype[dtype]) if dtype in by_dtype else "-" for dtype in dtypes)
+
+    def peer_name(rows: dict) -> str:
         fastest = _fastest_peer(rows)
-        peer_text = fastest["implementation"] if fastest else "none importable"
-        peer_ratio = f"{fastest['ratio_to_softmax_kernels']:.1f}x" if fastest else "-"
-        reference = f"{rows['reference']['ratio_to_softmax_kernels']:.1f}x" if "reference" in rows else "-"
-        ours = rows["softmax_kernels"]
+        return fastest["implementation"] if fastest else "none importable"
+
+    def peer_ratio(rows: dict) -> str:
+        fastest = _fastest_peer(rows)
+        return f"{fastest['ratio_to_softmax_kernels']:.1f}x" if fastest else "-"
+
+    def reference_ratio(rows: dict) -> str:
+        return f"{rows['reference']['ratio_to_softmax_kernels']:.1f}x" if "reference" in rows else "-"
+
+    lines = [
+        f"Each cell: {' / '.join(dtypes)}.",
+        "",
+        "| operation | shape | / memory floor | / compute floor | fastest peer | peer / ours | reference / ours |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for (operation, shape), by_dtype in groups.items():
+        names = {peer_name(rows) for rows in by_dtype.values()}
         lines.append(
-            f"| {case} | {_ratio(ours['ratio_to_memory_floor'])} | {_ratio(ours['ratio_to_compute_floor'])} "
-            f"| {peer_text} | {peer_ratio} | {reference} |"
+            f"| {operation} | {shape} "
+            f"| {cell(by_dtype, lambda rows: _ratio(rows['softmax_kernels']['ratio_to_memory_floor']))} "
+            f"| {cell(by_dtype, lambda rows: _ratio(rows['softmax_kernels']['ratio_to_compute_floor']))} "
+            f"| {names.pop() if len(names) == 1 else cell(by_dtype, peer_name)} "
+            f"| {cell(by_dtype, peer_ratio)} | {cell(by_dtype, reference_ratio)} |"
         )
     return "\n".join(lines)
 

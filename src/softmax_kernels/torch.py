@@ -154,9 +154,9 @@ def _row_coefficients(logits: Tensor, target: Tensor, weight: Optional[Tensor], 
                       label_smoothing: float) -> Tensor:
     """c = sum_k a_k of each row, divided by torch's "mean" denominator (for the third derivative)."""
     n_classes = logits.shape[1]
-    class_weight = torch.ones(n_classes, dtype=logits.dtype) if weight is None else weight
+    class_weight = torch.ones(n_classes, dtype=logits.dtype) if weight is None else weight.to(logits.dtype)
     if target.is_floating_point():
-        c = ((1 - label_smoothing) * target + label_smoothing / n_classes) @ class_weight
+        c = ((1 - label_smoothing) * target.to(logits.dtype) + label_smoothing / n_classes) @ class_weight
         denominator = logits.new_tensor(float(logits.shape[0]))
     else:
         kept = target != ignore_index
