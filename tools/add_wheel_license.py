@@ -16,6 +16,7 @@ import csv
 import hashlib
 import io
 import os
+import stat
 import sys
 import tempfile
 import zipfile
@@ -57,12 +58,14 @@ def add_license(wheel: str, license_path: str, name: str) -> None:
     writer.writerow([record_name, "", ""])
     contents[record_name] = record.getvalue().encode("utf-8")
     modes = {info.filename: info.external_attr for info in infos}
-    handle, temporary = tempfile.mkstemp(suffix=".whl", dir=os.path.dirname(os.path.abspath(wheel)))
+    # Not named *.whl: a wheel left half-written by a crash must not look like a second wheel.
+    handle, temporary = tempfile.mkstemp(suffix=".tmp", dir=os.path.dirname(os.path.abspath(wheel)))
     os.close(handle)
+    os.chmod(temporary, stat.S_IMODE(os.stat(wheel).st_mode))
     with zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_DEFLATED) as out:
         for entry in names + [record_name]:  # RECORD last, as the wheel specification asks
             info = zipfile.ZipInfo(entry, date_time=(1980, 1, 1, 0, 0, 0))
-            info.external_attr = modes.get(entry, 0o644 << 16)
+            info.external_attr = modes.get(entry, (stat.S_IFREG | 0o644) << 16)
             info.compress_type = zipfile.ZIP_DEFLATED
             out.writestr(info, contents[entry])
     os.replace(temporary, wheel)
