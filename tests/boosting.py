@@ -4,6 +4,14 @@ problem, and the objective's formulas written out in plain NumPy (float64) as th
 import numpy as np
 
 N_ROWS, N_FEATURES, N_CLASSES = 300, 5, 4
+CLASS_WEIGHT = np.array([1.0, 2.0, 0.5, 1.5])
+# Each hessian= choice and the factor of c s (1 - s) it stands for (written out: the oracle's).
+FACTORS = {"exact": 1.0, "xgboost": 2.0, "lightgbm": N_CLASSES / (N_CLASSES - 1.0)}
+# Option sets of the objective, and whether the test passes sample weights with them.
+OPTIONS = {
+    "no options": ({}, False),
+    "weights, class weights, label smoothing": ({"class_weight": CLASS_WEIGHT, "label_smoothing": 0.1}, True),
+}
 
 
 def classification_data(seed=0, n_rows=N_ROWS, n_classes=N_CLASSES):

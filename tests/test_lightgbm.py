@@ -7,7 +7,8 @@ import pytest
 lightgbm = pytest.importorskip("lightgbm")
 
 import softmax_kernels.lightgbm as skl  # noqa: E402
-from boosting import N_CLASSES, classification_data, numpy_log_loss, numpy_objective  # noqa: E402
+from boosting import (CLASS_WEIGHT, FACTORS, N_CLASSES, OPTIONS, classification_data, numpy_log_loss,  # noqa: E402
+                      numpy_objective)
 from helpers import assert_core_does_not_import, assert_missing_library_names_its_extra, example_module  # noqa: E402
 
 # Deterministic, one thread. A custom objective starts from margins 0; so does the built-in one
@@ -15,12 +16,6 @@ from helpers import assert_core_does_not_import, assert_missing_library_names_it
 PARAMS = {"num_class": N_CLASSES, "num_threads": 1, "num_leaves": 8, "learning_rate": 0.3, "min_data_in_leaf": 5,
           "deterministic": True, "force_row_wise": True, "seed": 0, "verbose": -1, "metric": "None"}
 ROUNDS = 10
-CLASS_WEIGHT = np.array([1.0, 2.0, 0.5, 1.5])
-FACTORS = {"exact": 1.0, "xgboost": 2.0, "lightgbm": N_CLASSES / (N_CLASSES - 1.0)}
-OPTIONS = {
-    "no options": ({}, False),
-    "weights, class weights, label smoothing": ({"class_weight": CLASS_WEIGHT, "label_smoothing": 0.1}, True),
-}
 # LightGBM hands over float64 margins and stores g and h as float32: objectives that agree to a
 # few float64 ulps round to the same float32 values except at rounding boundaries, where a leaf
 # sum moves by a float32 ulp (measured: margins bitwise equal without weights, within 1e-8 with).

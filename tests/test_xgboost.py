@@ -7,7 +7,8 @@ import pytest
 xgboost = pytest.importorskip("xgboost")
 
 import softmax_kernels.xgboost as skx  # noqa: E402
-from boosting import N_CLASSES, classification_data, numpy_log_loss, numpy_objective  # noqa: E402
+from boosting import (CLASS_WEIGHT, FACTORS, N_CLASSES, OPTIONS, classification_data, numpy_log_loss,  # noqa: E402
+                      numpy_objective)
 from helpers import assert_core_does_not_import, assert_missing_library_names_its_extra, example_module  # noqa: E402
 
 # Deterministic, one thread; base_score fixed so that every model starts from margins 0
@@ -15,12 +16,6 @@ from helpers import assert_core_does_not_import, assert_missing_library_names_it
 PARAMS = {"num_class": N_CLASSES, "nthread": 1, "max_depth": 3, "eta": 0.3, "tree_method": "hist",
           "base_score": 0.0, "disable_default_eval_metric": 1, "seed": 0}
 ROUNDS = 10
-CLASS_WEIGHT = np.array([1.0, 2.0, 0.5, 1.5])
-FACTORS = {"exact": 1.0, "xgboost": 2.0, "lightgbm": N_CLASSES / (N_CLASSES - 1.0)}
-OPTIONS = {
-    "no options": ({}, False),
-    "weights, class weights, label smoothing": ({"class_weight": CLASS_WEIGHT, "label_smoothing": 0.1}, True),
-}
 # Margins of two models trained on objectives that agree to float32 rounding: XGBoost keeps g and h
 # in float32, so they differ in the last bit here and there, and ten rounds of leaf sums carry
 # that to a few float32 ulps of margins of size about 3 (measured: at most 5e-7).
