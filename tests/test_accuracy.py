@@ -352,6 +352,39 @@ def test_softmax_and_log_softmax_meet_the_contract(backend, dtype, rows):
     check_contract(backend, dtype, z, outputs=("softmax", "log_softmax"))
 
 
+# Rows with a logit just beyond where the kernels' cheaper exp flushes its result to 0 (z - m
+# below -87 in float32, -708 in float64): those rows (short rows: their whole block) take the
+# exp that keeps subnormal results; rows within the bound, and rows masked by -inf or by a
+# finite logit so low that exp is 0 either way, keep the cheaper one.
+FLUSH_GAPS = {np.float32: [-86.875, -87.0, -87.125, -90.0, -100.0, -103.875, -104.5],
+              np.float64: [-707.875, -708.0, -708.125, -720.0, -745.0, -745.25, -746.0]}
+
+
+def flush_boundary_rows(dtype, n_classes):
+    base = (np.arange(n_classes) % 7 - 5.0)  # integers in [-5, 1]
+    base[0] = 3.0
+    gaps = FLUSH_GAPS[np.float32] + (FLUSH_GAPS[np.float64] if dtype == np.float64 else [])
+    rows = []
+    for gap in gaps:
+        row = base.copy()
+        row[n_classes // 2] = 3.0 + gap
+        rows.append(row)
+    masked, finite_mask = base.copy(), base.copy()
+    masked[1] = -INF
+    finite_mask[1] = -1e30
+    return np.array(rows + [base, masked, finite_mask])
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("n_classes", [5, 40], ids=["short_rows", "long_rows"])
+def test_rows_past_the_flush_bound_keep_their_small_probabilities(backend, dtype, n_classes):
+    z = flush_boundary_rows(dtype, n_classes)
+    check_contract(backend, dtype, z, outputs=("softmax", "log_softmax"))
+    if dtype == np.float32:  # the row at -100: its probability exp(-103) is a float32 subnormal
+        s = backend.softmax(z.astype(dtype))
+        assert 0.0 < s[4, n_classes // 2] < np.finfo(np.float32).tiny
+
+
 @pytest.mark.parametrize("dtype", FLOATS)
 def test_full_mantissa_inputs_meet_the_contract(backend, dtype):
     """Random float64 inputs that float32 cannot hold (float32 gets its own exact values)."""

@@ -127,13 +127,17 @@ SK_INLINE sk_block sk_block_layout(double *scratch, sk_index n_classes)
 
 /* What the statistics of a block (stats_impl.h) compute besides m, T and the status, and
  * where they leave the exp values. exp_rows and max_flags both fill the strip, so a call
- * asks for one of them at most. */
+ * asks for one of them at most. Exp values written straight into an output block spare a
+ * pass: a loop of little arithmetic that stores to memory waits on each line it writes
+ * (docs/performance-notes.md, "exp values into the output"). */
 typedef struct {
     int log1p_sum;      /* log1p(T) per row (losses, log-softmax); zero otherwise */
     int detect_extreme; /* mark extreme rows, which target calls recompute in a wider type */
     int exp_rows;       /* short rows: the exp values in the strip as rows too (long rows: always) */
     int max_flags;      /* short rows: whether z_k = m, as columns of 1 and 0 in the strip */
     int first_argmax;   /* short rows: the first class at m per row, in blk->first_argmax */
+    void *exp_rows_to;  /* long rows: where the exp values go, the block's rows of K values
+                           (an output that the caller then finishes in place); NULL: the strip */
 } sk_stats_options;
 
 /* Row array `index` (< SK_ROW_VALUES) of the block's row values, for a block of n_rows rows. */

@@ -17,10 +17,10 @@
 #define SK_EXTREME_GAP 80.0 /* exp(-80) = 1.8e-35: far from float's subnormals */
 #endif
 
-/* exp(z - m) for the statistics: target calls recompute extreme rows in a wider type, so they
- * may use the cheaper exp that flushes what would be subnormal. */
-#define SK_EXP_ROW(x, extreme_rows_recomputed) \
-    ((extreme_rows_recomputed) ? SK_NAME(sk_exp_nonpositive)(x) : SK_NAME(sk_exp)(x))
+/* exp(z - m) for the statistics: sk_exp_nonpositive where what it flushes to 0 is not needed
+ * (target calls recompute extreme rows in a wider type; other calls check that it flushed
+ * nothing, SK_FLUSH_THRESHOLD), else sk_exp. The two round every normal result alike. */
+#define SK_EXP_ROW(x, flushing) ((flushing) ? SK_NAME(sk_exp_nonpositive)(x) : SK_NAME(sk_exp)(x))
 
 /* ---- the sum T ------------------------------------------------------------------------------
  * T is accumulated from e_k and whether z_k = m (the arg-max and its ties, where e_k = 1
@@ -107,17 +107,26 @@ SK_INLINE int SK_NAME(sk_far_below)(double x, double m)
     return x - m < -SK_EXTREME_GAP;
 }
 
-/* Whether a lane's logit x may be one that sk_far_below flags: for double data the test
- * itself; for float data a float subtraction with a margin of 1 (fl(x - m) errs by at most
- * 2^-24 of itself, so fl(x - m) >= -(SK_EXTREME_GAP - 1) implies x - m > -SK_EXTREME_GAP),
- * which saves two conversions per value. Rows with a candidate (rare) are tested again exactly. */
-SK_INLINE int SK_NAME(sk_far_candidate)(SK_REAL x, SK_REAL m)
-{
+/* Lanes flag the logits x with x != -inf and fl(x - m) below a threshold: one of two. */
 #if SK_IS_DOUBLE
-    return SK_NAME(sk_far_below)(x, m);
+/* Target calls: the test of sk_far_below itself (x - m in double). */
+#define SK_FAR_THRESHOLD (-SK_EXTREME_GAP)
 #else
-    return x - m < (SK_REAL)(1.0 - SK_EXTREME_GAP);
+/* Target calls: a candidate for sk_far_below, with a margin of 1 (fl(x - m) errs by at most
+ * 2^-24 of itself, so fl(x - m) >= -(SK_EXTREME_GAP - 1) implies x - m > -SK_EXTREME_GAP),
+ * which saves two conversions per value; rows with a candidate (rare) are tested again exactly. */
+#define SK_FAR_THRESHOLD ((SK_REAL)(1.0 - SK_EXTREME_GAP))
 #endif
+/* Other calls: the arguments that sk_exp_nonpositive flushes to 0, though exp is not 0 there
+ * (rows with one are computed again with sk_exp, which keeps every digit). */
+#define SK_FLUSH_THRESHOLD SK_NAME(SK_EXP_NONPOSITIVE_MIN)
+
+/* Whether sk_exp_nonpositive gives exp(z - m) for every logit of a row whose maximum is m and
+ * whose smallest finite logit is `lowest` (short rows know it before their exp): fl(z - m) >=
+ * fl(lowest - m) for every finite z (rounding is monotonic), so none is flushed. */
+SK_INLINE int SK_NAME(sk_flush_free)(SK_REAL lowest, SK_REAL m)
+{
+    return lowest - m >= SK_FLUSH_THRESHOLD;
 }
 
 /* ---- long rows: lane arrays ------------------------------------------------------------------
@@ -170,7 +179,7 @@ SK_INLINE SK_REAL SK_NAME(sk_row_max)(const SK_REAL *z, sk_index n_classes)
 }
 
 /* Declares the lane arrays of sk_exp_row for T (`name`, an sk_excl_sums over them) and the
- * lanes' candidates for sk_far_below (`name`_far). */
+ * lanes' flags (`name`_far). */
 #if SK_IS_DOUBLE
 #define SK_EXP_LANES(name)                                                                          \
     double name##_sum[SK_ROW_LANES], name##_error[SK_ROW_LANES];                                  \
@@ -185,17 +194,41 @@ SK_INLINE SK_REAL SK_NAME(sk_row_max)(const SK_REAL *z, sk_index n_classes)
 #endif
 
 /* One chunk of sk_exp_row: e = exp(z - m) for all SK_ROW_LANES values, added to T from lane
- * `first` on (the lanes before it were added by the previous chunk). */
+ * `first` on (the lanes before it were added by the previous chunk), and each lane's flag of
+ * a finite logit with fl(x - m) below `threshold`. */
 SK_INLINE void SK_NAME(sk_exp_chunk)(const SK_REAL *z, SK_REAL m, SK_REAL *e, SK_NAME(sk_excl_sums) sums,
-                                     SK_NAME(sk_lane_flag) *far, sk_index first, int extreme_rows_recomputed)
+                                     SK_NAME(sk_lane_flag) *far, sk_index first, int flushing, SK_REAL threshold)
 {
     SK_EXCL_SIMD
     for (sk_index l = 0; l < SK_ROW_LANES; ++l) {
-        const SK_REAL x = z[l], value = SK_EXP_ROW(x - m, extreme_rows_recomputed);
+        const SK_REAL x = z[l], value = SK_EXP_ROW(x - m, flushing);
         e[l] = value;
         SK_EXCL_ADD(sums, l, (double)(l >= first ? value : (SK_REAL)0), (l >= first) & (x == m));
-        far[l] |= (x != (SK_REAL)-INFINITY) & SK_NAME(sk_far_candidate)(x, m);
+        far[l] |= (x != (SK_REAL)-INFINITY) & (x - m < threshold);
     }
+}
+
+/* The chunks of a row from fresh lanes; whether a lane flagged a logit. Compilers vectorise
+ * the chunk's loop where `flushing` is a constant, so each call passes one. */
+SK_INLINE int SK_NAME(sk_exp_pass)(const SK_REAL *z, SK_REAL m, SK_REAL *e, sk_index n_classes,
+                                   SK_NAME(sk_excl_sums) sums, SK_NAME(sk_lane_flag) *far, int flushing,
+                                   SK_REAL threshold)
+{
+    for (sk_index l = 0; l < SK_ROW_LANES; ++l) {
+        SK_NAME(sk_excl_start)(sums, l);
+        far[l] = 0;
+    }
+    sk_index k = 0;
+    for (; k + SK_ROW_LANES <= n_classes; k += SK_ROW_LANES)
+        SK_NAME(sk_exp_chunk)(z + k, m, e + k, sums, far, 0, flushing, threshold);
+    if (k < n_classes) {
+        const sk_index start = n_classes - SK_ROW_LANES;
+        SK_NAME(sk_exp_chunk)(z + start, m, e + start, sums, far, k - start, flushing, threshold);
+    }
+    SK_NAME(sk_lane_flag) any = 0;
+    for (sk_index l = 0; l < SK_ROW_LANES; ++l)
+        any |= far[l];
+    return any != 0;
 }
 
 SK_INLINE void SK_NAME(sk_sum_level)(SK_NAME(sk_excl_sums) sums, sk_index width)
@@ -204,27 +237,25 @@ SK_INLINE void SK_NAME(sk_sum_level)(SK_NAME(sk_excl_sums) sums, sk_index width)
         SK_NAME(sk_excl_merge)(sums, l, l + width);
 }
 
-/* Whether a finite logit of the row lies more than SK_EXTREME_GAP below m, from the lanes'
- * candidates (float data: confirmed by the exact test over the row again). */
-SK_INLINE int SK_NAME(sk_row_far)(const SK_NAME(sk_lane_flag) *far, const SK_REAL *z, SK_REAL m, sk_index n_classes)
+/* Whether a finite logit of the row lies more than SK_EXTREME_GAP below m, given that a lane
+ * found a candidate (float data: confirmed by the exact test over the row again). */
+SK_INLINE int SK_NAME(sk_row_far)(const SK_REAL *z, SK_REAL m, sk_index n_classes)
 {
-    SK_NAME(sk_lane_flag) any_far = 0;
-    for (sk_index l = 0; l < SK_ROW_LANES; ++l)
-        any_far |= far[l];
-#if !SK_IS_DOUBLE
-    if (any_far) {
-        any_far = 0;
-        for (sk_index j = 0; j < n_classes; ++j)
-            any_far |= (z[j] != (SK_REAL)-INFINITY) & SK_NAME(sk_far_below)((double)z[j], (double)m);
-    }
-#else
+#if SK_IS_DOUBLE
     (void)z, (void)m, (void)n_classes;
+    return 1;
+#else
+    int any_far = 0;
+    for (sk_index j = 0; j < n_classes; ++j)
+        any_far |= (z[j] != (SK_REAL)-INFINITY) & SK_NAME(sk_far_below)((double)z[j], (double)m);
+    return any_far;
 #endif
-    return any_far != 0;
 }
 
-/* e_k = exp(z_k - m) into e, and T; *far_out tells whether a finite logit lies more than
- * SK_EXTREME_GAP below m. The summation order is fixed by the code (not by the threads or the
+/* e_k = exp(z_k - m) into e, and T. Target calls (extreme_rows_recomputed) take the cheaper
+ * exp, and *far_out tells whether a finite logit lies more than SK_EXTREME_GAP below m; other
+ * calls take it too, and compute a row again with sk_exp where it flushed an exp that is not
+ * 0 (*far_out is then 0). The summation order is fixed by the code (not by the threads or the
  * instruction set), so the result does not depend on the threads; where the CPU has FMA the
  * compiler may fuse a multiply and an add, so the last bits may differ between instruction
  * sets, each within the accuracy bound (tools/isa_builds.sh tests them). */
@@ -232,18 +263,13 @@ SK_INLINE double SK_NAME(sk_exp_row)(const SK_REAL *z, SK_REAL m, SK_REAL *e, sk
                                      int extreme_rows_recomputed, int *far_out)
 {
     SK_EXP_LANES(lanes);
-    for (sk_index l = 0; l < SK_ROW_LANES; ++l) {
-        SK_NAME(sk_excl_start)(lanes, l);
-        lanes_far[l] = 0;
+    *far_out = 0;
+    if (extreme_rows_recomputed) {
+        if (SK_NAME(sk_exp_pass)(z, m, e, n_classes, lanes, lanes_far, 1, SK_FAR_THRESHOLD))
+            *far_out = SK_NAME(sk_row_far)(z, m, n_classes);
+    } else if (SK_NAME(sk_exp_pass)(z, m, e, n_classes, lanes, lanes_far, 1, SK_FLUSH_THRESHOLD)) {
+        SK_NAME(sk_exp_pass)(z, m, e, n_classes, lanes, lanes_far, 0, (SK_REAL)-INFINITY);
     }
-    sk_index k = 0;
-    for (; k + SK_ROW_LANES <= n_classes; k += SK_ROW_LANES)
-        SK_NAME(sk_exp_chunk)(z + k, m, e + k, lanes, lanes_far, 0, extreme_rows_recomputed);
-    if (k < n_classes) {
-        const sk_index start = n_classes - SK_ROW_LANES;
-        SK_NAME(sk_exp_chunk)(z + start, m, e + start, lanes, lanes_far, k - start, extreme_rows_recomputed);
-    }
-    *far_out = SK_NAME(sk_row_far)(lanes_far, z, m, n_classes);
     /* The lanes are combined pairwise (a tree, not a chain); double's compensated lanes by a
      * loop over the widths (docs/performance-notes.md, "lane arrays"). */
 #if SK_IS_DOUBLE
@@ -290,17 +316,16 @@ SK_INLINE unsigned char SK_NAME(sk_row_status)(double m, int far, double sum_exc
 }
 
 /* Phases 1-3 row by row, for rows long enough to fill the SIMD lanes: one pass for m, one
- * pass for exp and T, the exp values into the strip. */
+ * pass for exp and T, the exp values into exp_rows (the strip or an output block). */
 SK_INLINE void SK_NAME(sk_block_stats_rows)(const sk_problem *pb, sk_index row_begin, sk_index n_rows,
-                                            const sk_block *blk, int detect_extreme)
+                                            const sk_block *blk, int detect_extreme, SK_REAL *exp_rows)
 {
     const sk_index n_classes = pb->n_classes;
-    SK_REAL *strip = (SK_REAL *)blk->strip;
     SK_NAME(sk_mark_ignored_rows)(pb, row_begin, n_rows, blk->status);
     for (sk_index i = 0; i < n_rows; ++i) {
         if (SK_IS_DOUBLE) /* float long rows run faster without (docs/performance-notes.md, "prefetch") */
             SK_NAME(sk_prefetch_next_rows)(pb, pb->z, row_begin, n_rows, i, n_rows, 0);
-        SK_REAL *e = strip + i * n_classes;
+        SK_REAL *e = exp_rows + i * n_classes;
         blk->row_max[i] = 0.0;
         blk->sum_excl[i] = 0.0;
         if (blk->status[i] == SK_ROW_IGNORED) { /* skipped: its logits may be NaN */
@@ -402,26 +427,47 @@ SK_INLINE void SK_NAME(sk_columns_first_argmax)(const SK_NAME(sk_stats_columns_s
     }
 }
 
+/* Whether every row of the block is sk_flush_free (one choice of exp for the whole block). */
+SK_INLINE int SK_NAME(sk_columns_flush_free)(const SK_NAME(sk_stats_columns_scratch) *work, sk_index n_rows)
+{
+    int all_free = 1;
+    SK_SIMD
+    for (sk_index i = 0; i < n_rows; ++i)
+        all_free &= SK_NAME(sk_flush_free)(work->column_min[i], work->column_max[i]);
+    return all_free;
+}
+
+/* e = exp(z - m) in place of column k, and T's terms (vectorised where `flushing` is a constant). */
+SK_INLINE void SK_NAME(sk_column_exp)(const SK_NAME(sk_stats_columns_scratch) *work, sk_index n_rows, sk_index k,
+                                      int flushing)
+{
+    SK_REAL *col = work->columns + k * n_rows;
+    const SK_REAL *column_max = work->column_max;
+    const SK_NAME(sk_excl_sums) excl = work->excl;
+    SK_SIMD
+    for (sk_index i = 0; i < n_rows; ++i) {
+        const int at_max = col[i] == column_max[i];
+        col[i] = SK_EXP_ROW(col[i] - column_max[i], flushing);
+        SK_EXCL_ADD(excl, i, (double)col[i], at_max);
+    }
+}
+
 /* e = exp(z - m) in place of the columns, and T's terms, class by class (asking for the next
  * block's logits and labels a share at a time). */
 SK_INLINE void SK_NAME(sk_columns_exp)(const sk_problem *pb, sk_index row_begin, sk_index n_rows,
                                        const SK_NAME(sk_stats_columns_scratch) *work, int detect_extreme)
 {
     const sk_index n_classes = pb->n_classes;
-    const SK_REAL *column_max = work->column_max;
-    const SK_NAME(sk_excl_sums) excl = work->excl;
+    const int flushing = detect_extreme || SK_NAME(sk_columns_flush_free)(work, n_rows);
     for (sk_index k = 0; k < n_classes; ++k) {
-        SK_REAL *col = work->columns + k * n_rows;
         SK_NAME(sk_prefetch_next_rows)(pb, pb->z, row_begin, n_rows, k, n_classes, 0);
         if (pb->labels)
             SK_NAME(sk_prefetch_next_part)(pb, pb->labels, 1, (sk_index)sizeof(int64_t), row_begin, n_rows, k,
                                            n_classes, 0);
-        SK_SIMD
-        for (sk_index i = 0; i < n_rows; ++i) {
-            const int at_max = col[i] == column_max[i];
-            col[i] = SK_EXP_ROW(col[i] - column_max[i], detect_extreme);
-            SK_EXCL_ADD(excl, i, (double)col[i], at_max);
-        }
+        if (flushing)
+            SK_NAME(sk_column_exp)(work, n_rows, k, 1);
+        else
+            SK_NAME(sk_column_exp)(work, n_rows, k, 0);
     }
 }
 
@@ -473,7 +519,8 @@ SK_INLINE void SK_NAME(sk_block_stats)(const sk_problem *pb, sk_index row_begin,
     if (pb->n_classes <= SK_SMALL_CLASSES)
         SK_NAME(sk_block_stats_columns)(pb, row_begin, n_rows, blk, options);
     else
-        SK_NAME(sk_block_stats_rows)(pb, row_begin, n_rows, blk, options.detect_extreme);
+        SK_NAME(sk_block_stats_rows)(pb, row_begin, n_rows, blk, options.detect_extreme,
+                                     options.exp_rows_to ? (SK_REAL *)options.exp_rows_to : (SK_REAL *)blk->strip);
     double *log1p_sum = blk->log1p_sum;
     const double *sum_excl = blk->sum_excl;
     if (options.log1p_sum) {
@@ -489,6 +536,8 @@ SK_INLINE void SK_NAME(sk_block_stats)(const sk_problem *pb, sk_index row_begin,
 #undef SK_ROW_LANES
 #undef SK_LANE_TREE
 #undef SK_EXTREME_GAP
+#undef SK_FAR_THRESHOLD
+#undef SK_FLUSH_THRESHOLD
 #undef SK_EXP_LANES
 #undef SK_EXCL_ADD
 #undef SK_EXCL_SIMD

@@ -104,15 +104,20 @@ SK_INLINE double sk_exp_d(double x)
     return (p * sk_pow2_d(n1)) * sk_pow2_d(n - n1);
 }
 
+/* The arguments below which sk_exp_nonpositive_d/_f return 0 (named with the kernels'
+ * data-type suffix, for SK_NAME). */
+#define SK_EXP_NONPOSITIVE_MIN_d (-708.0)
+#define SK_EXP_NONPOSITIVE_MIN_f (-87.0f)
+
 /* exp(x) for x <= 0 where only normal results are needed: 0 below -708 (where exp(x)
  * is under 2^-1021), so that 2^n is always a normal number and one product applies it.
- * Six operations fewer than sk_exp_d. The kernels use it for z - m in rows whose finite
- * logits span at most SK_EXTREME_GAP = 600; other rows are recomputed in a wider type. */
+ * Six operations fewer than sk_exp_d, and the same result wherever that is at least 2^-1021.
+ * The kernels use it for z - m in rows whose finite logits span at most 708 (stats_impl.h). */
 SK_INLINE double sk_exp_nonpositive_d(double x)
 {
     double n;
     const double p = sk_exp_reduced_d(x, &n);
-    return x < -708.0 ? 0.0 : p * sk_pow2_d(n); /* NaN fails the test and stays NaN */
+    return x < SK_EXP_NONPOSITIVE_MIN_d ? 0.0 : p * sk_pow2_d(n); /* NaN fails the test and stays NaN */
 }
 
 SK_INLINE float sk_pow2_f(float n)
@@ -148,13 +153,12 @@ SK_INLINE float sk_exp_f(float x)
     return (p * sk_pow2_f(n1)) * sk_pow2_f(n - n1);
 }
 
-/* As sk_exp_nonpositive_d, for float: 0 below -87 (exp(x) < 2^-125 there); the kernels use
- * it in rows whose finite logits span at most SK_EXTREME_GAP = 80. */
+/* As sk_exp_nonpositive_d, for float: 0 below -87 (exp(x) < 2^-125 there). */
 SK_INLINE float sk_exp_nonpositive_f(float x)
 {
     float n;
     const float p = sk_exp_reduced_f(x, &n);
-    return x < -87.0f ? 0.0f : p * sk_pow2_f(n);
+    return x < SK_EXP_NONPOSITIVE_MIN_f ? 0.0f : p * sk_pow2_f(n);
 }
 
 /* The integer k as a double, for |k| < 2^51, without int64 -> double conversions
