@@ -45,13 +45,20 @@ def openmp_flags(compiler_type):
 
 
 def is_clang(compiler):
-    """Whether the C compiler setuptools will call is clang (CC=clang, or Apple's cc)."""
-    command = getattr(compiler, "compiler_so", None) or [""]
-    try:
-        version = subprocess.run([command[0], "--version"], capture_output=True, text=True, timeout=60).stdout
-    except (OSError, subprocess.SubprocessError):
+    """Whether the C compiler setuptools will call is clang (CC=clang, Apple's cc, either behind a
+    wrapper such as ccache): whether it predefines __clang__."""
+    command = getattr(compiler, "compiler_so", None)
+    if not command:
         return False
-    return "clang" in version
+    with tempfile.TemporaryDirectory() as tmp:
+        source = os.path.join(tmp, "probe_clang.c")
+        open(source, "w").close()
+        try:
+            macros = subprocess.run([*command, "-E", "-dM", source], capture_output=True, text=True,
+                                    timeout=60).stdout
+        except (OSError, subprocess.SubprocessError):
+            return False
+    return "#define __clang__ " in macros
 
 
 def library_flags_from_ldflags():

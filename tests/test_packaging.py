@@ -3,12 +3,16 @@ platforms, architectures and build identifiers of pyproject.toml's [tool.cibuild
 everywhere, each wheel testing itself against the compiled backend (skipped outside the source tree,
 and without PyYAML, tomllib or, for the identifiers, cibuildwheel)."""
 
+import base64
+import csv
+import hashlib
 import importlib.util
 import os
 import pathlib
 import re
 import subprocess
 import sys
+import zipfile
 
 import pytest
 
@@ -84,15 +88,60 @@ def test_macos_wheels_are_threaded_with_a_vendored_libomp(config, jobs):
     assert all(job.get("deployment_target") for job in jobs if job["platform"] == "macos")
 
 
+def _license_argument(command: str) -> str:
+    """The license file a tools/add_wheel_license.py command adds, as written in the command."""
+    return command.split("tools/add_wheel_license.py", 1)[1].split()[1]
+
+
 def test_wheels_carry_their_openmp_runtime_license(config):
     steps = yaml.safe_load(WORKFLOW.read_text())["jobs"]["wheels"]["steps"]
-    for platform in ("linux", "macos"):
-        license_steps = [step for step in steps if platform.lower() in step.get("if", "").lower()
-                         and "wheel_licenses/openmp-runtime.txt" in step.get("run", "")]
-        assert license_steps, f"no step writes the {platform} runtime's license"
-        repair = config[platform]["repair-wheel-command"]
-        assert any("tools/add_wheel_license.py" in command and "wheel_licenses/openmp-runtime.txt" in command
-                   for command in repair)
+    expressions = {"linux": "GPL-3.0-or-later WITH GCC-exception-3.1", "macos": "Apache-2.0 WITH LLVM-exception"}
+    for platform, expression in expressions.items():
+        commands = [c for c in config[platform]["repair-wheel-command"] if "tools/add_wheel_license.py" in c]
+        assert len(commands) == 1, f"{platform}: no repair step adds the runtime's license"
+        assert f"--expression '{expression}'" in commands[0]
+        license_file = _license_argument(commands[0])
+        if platform == "linux":  # checked in, the text tools/build_wheels.sh adds too
+            assert license_file == "{project}/tools/licenses/libgomp.txt"
+            text = (REPO / "tools" / "licenses" / "libgomp.txt").read_text()
+            assert "GCC RUNTIME LIBRARY EXCEPTION" in text and "GNU GENERAL PUBLIC LICENSE" in text
+            build_wheels = (REPO / "tools" / "build_wheels.sh").read_text()
+            assert "tools/licenses/libgomp.txt" in build_wheels and expression in build_wheels
+        else:  # downloaded by the workflow for the libomp version it installs
+            written = license_file.replace("{project}/", "")
+            assert any(written in step.get("run", "") for step in steps if "macOS" in step.get("if", ""))
+
+
+def test_add_wheel_license_lists_the_text_and_extends_the_license_expression(tmp_path):
+    wheel = tmp_path / "demo-1.0-py3-none-any.whl"
+    metadata = "Metadata-Version: 2.4\nName: demo\nLicense-Expression: BSD-3-Clause\nLicense-File: LICENSE\n\nText.\n"
+    with zipfile.ZipFile(wheel, "w") as out:
+        out.writestr("demo/__init__.py", "")
+        out.writestr("demo-1.0.dist-info/METADATA", metadata)
+        out.writestr("demo-1.0.dist-info/RECORD", "stale\n")
+    license_text = tmp_path / "runtime.txt"
+    license_text.write_text("the runtime's license\n")
+    command = [sys.executable, str(REPO / "tools" / "add_wheel_license.py"), str(wheel), str(license_text),
+               "--as", "demo.libs/runtime-LICENSE", "--expression", "MIT"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    with zipfile.ZipFile(wheel) as result:
+        contents = {name: result.read(name) for name in result.namelist()}
+    assert contents["demo-1.0.dist-info/licenses/demo.libs/runtime-LICENSE"] == b"the runtime's license\n"
+    headers = contents["demo-1.0.dist-info/METADATA"].decode().split("\n\n")[0].split("\n")
+    assert "License-Expression: BSD-3-Clause AND (MIT)" in headers
+    assert headers[headers.index("License-File: LICENSE") + 1] == "License-File: demo.libs/runtime-LICENSE"
+    record = list(csv.reader(contents["demo-1.0.dist-info/RECORD"].decode().splitlines()))
+    assert record[-1] == ["demo-1.0.dist-info/RECORD", "", ""]
+    assert {row[0] for row in record} == set(contents)
+    for name, digest, size in record[:-1]:
+        expected = base64.urlsafe_b64encode(hashlib.sha256(contents[name]).digest()).rstrip(b"=").decode()
+        assert digest == f"sha256={expected}" and int(size) == len(contents[name]), name
+    # A second run would list the license twice: refused, and the wheel is left as it was.
+    before = wheel.read_bytes()
+    again = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert again.returncode != 0 and "already holds" in again.stderr
+    assert wheel.read_bytes() == before
 
 
 def test_wheels_test_themselves_against_the_compiled_backend(config, pyproject):

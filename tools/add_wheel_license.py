@@ -1,8 +1,10 @@
 #!/usr/bin/env python
-"""Add the license text of a runtime library vendored into a wheel (libgomp, libomp) to the wheel:
-as ``<name>.dist-info/licenses/<as>``, listed in METADATA as a License-File, RECORD regenerated.
+"""Add the license of a runtime library vendored into a wheel (libgomp, libomp) to the wheel: its
+text as ``<name>.dist-info/licenses/<as>``, listed in METADATA as a License-File; its SPDX
+expression joined to METADATA's License-Expression with AND; RECORD regenerated.
 
-    python tools/add_wheel_license.py WHEEL_OR_FOLDER LICENSE_FILE --as softmax_kernels.libs/libgomp-LICENSE
+    python tools/add_wheel_license.py WHEEL_OR_FOLDER tools/licenses/libgomp.txt \
+        --as softmax_kernels.libs/libgomp-LICENSE --expression "GPL-3.0-or-later WITH GCC-exception-3.1"
 
 A folder means every wheel in it (a repair command's output folder). The standard library only,
 so that it runs in any build environment (tools/build_wheels.sh, .github/workflows/wheels.yml).
@@ -36,7 +38,19 @@ def _with_license_file(metadata: str, entry: str) -> str:
     return "\n".join(lines[:position] + [f"License-File: {entry}"] + lines[position:])
 
 
-def add_license(wheel: str, license_path: str, name: str) -> None:
+def _with_license_expression(metadata: str, expression: str) -> str:
+    """METADATA whose License-Expression also covers `expression`: `ours AND (expression)`."""
+    lines = metadata.split("\n")
+    header_end = lines.index("") if "" in lines else len(lines)
+    found = [i for i in range(header_end) if lines[i].startswith("License-Expression:")]
+    if len(found) != 1:
+        raise SystemExit(f"METADATA has {len(found)} License-Expression headers, expected 1")
+    ours = lines[found[0]].split(":", 1)[1].strip()
+    lines[found[0]] = f"License-Expression: {ours} AND ({expression})"
+    return "\n".join(lines)
+
+
+def add_license(wheel: str, license_path: str, name: str, expression: str) -> None:
     with open(license_path, "rb") as f:
         license_text = f.read()
     with zipfile.ZipFile(wheel) as source:  # files only: RECORD lists no directories
@@ -48,7 +62,8 @@ def add_license(wheel: str, license_path: str, name: str) -> None:
         raise SystemExit(f"{wheel} already holds {target}")
     record_name = f"{dist_info}/RECORD"
     metadata_name = f"{dist_info}/METADATA"
-    contents[metadata_name] = _with_license_file(contents[metadata_name].decode("utf-8"), name).encode("utf-8")
+    metadata = _with_license_file(contents[metadata_name].decode("utf-8"), name)
+    contents[metadata_name] = _with_license_expression(metadata, expression).encode("utf-8")
     contents[target] = license_text
     names = [info.filename for info in infos if info.filename != record_name] + [target]
     record = io.StringIO()
@@ -69,7 +84,7 @@ def add_license(wheel: str, license_path: str, name: str) -> None:
             info.compress_type = zipfile.ZIP_DEFLATED
             out.writestr(info, contents[entry])
     os.replace(temporary, wheel)
-    print(f"{os.path.basename(wheel)}: added {target} ({len(license_text)} bytes)")
+    print(f"{os.path.basename(wheel)}: added {target} ({len(license_text)} bytes) and {expression}")
 
 
 def main() -> int:
@@ -78,13 +93,15 @@ def main() -> int:
     parser.add_argument("license", help="the license text to add")
     parser.add_argument("--as", dest="name", required=True,
                         help="its path under .dist-info/licenses/, e.g. softmax_kernels.libs/libgomp-LICENSE")
+    parser.add_argument("--expression", required=True,
+                        help="the library's SPDX license expression, e.g. 'GPL-3.0-or-later WITH GCC-exception-3.1'")
     args = parser.parse_args()
     wheels = ([os.path.join(args.wheel, n) for n in sorted(os.listdir(args.wheel)) if n.endswith(".whl")]
               if os.path.isdir(args.wheel) else [args.wheel])
     if not wheels:
         raise SystemExit(f"no wheel in {args.wheel}")
     for wheel in wheels:
-        add_license(wheel, args.license, args.name)
+        add_license(wheel, args.license, args.name, args.expression)
     return 0
 
 

@@ -3,22 +3,23 @@
 #   1. `pip wheel . --no-deps` in a scratch copy of the repository (GCC, OpenMP: libgomp);
 #   2. `auditwheel repair`, which grafts libgomp into softmax_kernels.libs/ and tags the wheel
 #      manylinux;
-#   3. the grafted runtime's license (GPL 3 with the GCC Runtime Library Exception: the
-#      system's libgomp copyright file and the GPL's text) added to .dist-info/licenses/ and
-#      listed in METADATA, RECORD regenerated (tools/add_wheel_license.py);
-#   4. `auditwheel show` and a content check: no .c/.pyx/.pxd, the license, the grafted
-#      libgomp, under 2 MB;
+#   3. the grafted runtime's license (tools/licenses/libgomp.txt: GPL 3 with the GCC Runtime
+#      Library Exception) added to .dist-info/licenses/ and listed in METADATA, whose
+#      License-Expression then names it too; RECORD regenerated (tools/add_wheel_license.py);
+#   4. `auditwheel show` and a content check: no .c/.pyx/.pxd, the license text and
+#      expression, the grafted libgomp, under 2 MB;
 #   5. installed into a fresh virtual environment where no C compiler can be found (CC and CXX
 #      fail, PATH holds no gcc, cc or clang), and the test suite run against it, with
-#      SOFTMAX_KERNELS_BACKEND=compiled, from a copy of tests/ outside the source tree.
+#      SOFTMAX_KERNELS_BACKEND=compiled, from a copy of tests/ outside the source tree. pip
+#      keeps this machine's configuration (PIP_* variables, proxies, the user's pip.conf).
 # Any failing step fails the script.
 #
 # Usage:
 #   tools/build_wheels.sh                 # the wheel is left in ${WHEEL_DIR:-./wheelhouse}
 #   tools/build_wheels.sh -x -k accuracy  # pytest arguments for step 5
 #
-# Environment: PYTHON (default python3) builds the wheel and runs auditwheel; LIBGOMP_LICENSE
-# names the license file if it is not at a known place. Only WHEEL_DIR is written.
+# Environment: PYTHON (default python3) builds the wheel and runs auditwheel. Only WHEEL_DIR is
+# written.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -33,15 +34,8 @@ fail() { echo "build_wheels: $*" >&2; exit 1; }
 step_start=$SECONDS
 step() { echo "== build_wheels: $* (previous step: $((SECONDS - step_start)) s)"; step_start=$SECONDS; }
 
-license=""
-for candidate in "${LIBGOMP_LICENSE:-}" /usr/share/doc/libgomp1/copyright /usr/share/licenses/libgomp/COPYING.RUNTIME; do
-    [[ -n "$candidate" && -f "$candidate" ]] && { license="$candidate"; break; }
-done
-[[ -n "$license" ]] || fail "no libgomp license file found; set LIBGOMP_LICENSE"
-grep -q "GCC Runtime Library Exception" "$license" || fail "$license does not hold the GCC Runtime Library Exception"
-# Debian's copyright file points to the GPL's text rather than holding it: appended where present.
-gpl=""
-[[ -f /usr/share/common-licenses/GPL-3 ]] && gpl=/usr/share/common-licenses/GPL-3
+LICENSE_TEXT="$REPO/tools/licenses/libgomp.txt"
+LICENSE_EXPRESSION="GPL-3.0-or-later WITH GCC-exception-3.1"
 LICENSE_NAME=softmax_kernels.libs/libgomp-LICENSE
 
 # shellcheck source=tools/scratch_build.sh
@@ -65,24 +59,23 @@ auditwheel repair --wheel-dir "$work/repaired" "${built[0]}"
 repaired=("$work"/repaired/softmax_kernels-*.whl)
 (( ${#repaired[@]} == 1 )) || fail "expected one repaired wheel, found: ${repaired[*]}"
 
-step "3. the libgomp license: $license and ${gpl:-no separate GPL text}"
+step "3. the libgomp license: $LICENSE_EXPRESSION"
 mkdir -p "$work/final"
 cp "${repaired[0]}" "$work/final/"
 wheel=("$work"/final/softmax_kernels-*.whl)
-cat "$license" ${gpl:+"$gpl"} > "$work/libgomp-LICENSE"
-"$PYTHON" "$REPO/tools/add_wheel_license.py" "${wheel[0]}" "$work/libgomp-LICENSE" --as "$LICENSE_NAME"
+"$PYTHON" "$REPO/tools/add_wheel_license.py" "${wheel[0]}" "$LICENSE_TEXT" --as "$LICENSE_NAME" \
+    --expression "$LICENSE_EXPRESSION"
 
 step "4. auditwheel show and the wheel's content"
 auditwheel show "${wheel[0]}" | tee "$work/show.txt"
 grep -q "manylinux" "$work/show.txt" || fail "auditwheel gives the wheel no manylinux tag"
-"$work/tools/bin/python" - "${wheel[0]}" "$MAX_BYTES" "$LICENSE_NAME" <<'EOF'
+"$work/tools/bin/python" - "${wheel[0]}" "$MAX_BYTES" "$LICENSE_NAME" "$LICENSE_EXPRESSION" <<'EOF'
 import os
 import sys
-import zipfile
 
 from wheel.wheelfile import WheelFile
 
-path, max_bytes, license_as = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+path, max_bytes, license_as, expression = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 with WheelFile(path) as wheel:  # checks every file against RECORD's hashes as it reads
     names = wheel.namelist()
     wheel_texts = {name: wheel.read(name) for name in names}
@@ -95,6 +88,8 @@ elif b"GCC Runtime Library Exception" not in wheel_texts[license_name]:
     problems.append("the libgomp license lacks the GCC Runtime Library Exception")
 if f"License-File: {license_as}" not in metadata:
     problems.append("METADATA does not list the libgomp license")
+if f"License-Expression: BSD-3-Clause AND ({expression})\n" not in metadata:
+    problems.append("METADATA's License-Expression does not name libgomp's license")
 if not any(n.startswith("softmax_kernels.libs/libgomp") for n in names):
     problems.append("no grafted libgomp")
 if not any(n.startswith("softmax_kernels/_kernels.") and n.endswith(".so") for n in names):
@@ -118,8 +113,19 @@ chmod +x "$no_compiler/fail"
 for tool in sh env uname; do ln -s "$(command -v "$tool")" "$no_compiler/$tool"; done
 cp -r "$REPO/tests" "$work/run/tests"
 find "$work/run/tests" -name __pycache__ -prune -exec rm -rf {} +
-# env -i: nothing of this shell's environment (a compiler's path, PYTHONPATH) leaks in.
-env -i HOME="$work/run" PATH="$work/test-venv/bin:$no_compiler" CC="$no_compiler/fail" CXX="$no_compiler/fail" \
+# env -i: nothing of this shell's environment (a compiler's path, PYTHONPATH) leaks in, except
+# how pip reaches its index: PIP_* variables, proxies, certificates, and the user's pip.conf
+# (linked into the new HOME; the machine's /etc/pip.conf is read anyway).
+pip_environment=()
+for name in $(compgen -e); do
+    [[ "$name" =~ ^(PIP_[A-Z0-9_]+|https?_proxy|HTTPS?_PROXY|no_proxy|NO_PROXY|SSL_CERT_(FILE|DIR)|REQUESTS_CA_BUNDLE|XDG_CONFIG_(HOME|DIRS))$ ]] \
+        && pip_environment+=("$name=${!name}")
+done
+mkdir -p "$work/run/.config"
+[[ -d "${HOME:-/nonexistent}/.config/pip" ]] && ln -s "$HOME/.config/pip" "$work/run/.config/pip"
+[[ -d "${HOME:-/nonexistent}/.pip" ]] && ln -s "$HOME/.pip" "$work/run/.pip"
+env -i "${pip_environment[@]}" HOME="$work/run" PATH="$work/test-venv/bin:$no_compiler" \
+    CC="$no_compiler/fail" CXX="$no_compiler/fail" \
     PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 SOFTMAX_KERNELS_BACKEND=compiled \
     WHEEL="${wheel[0]}" /bin/bash -euo pipefail -c '
     for compiler in gcc cc clang c99 x86_64-linux-gnu-gcc; do
