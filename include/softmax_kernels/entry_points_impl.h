@@ -16,11 +16,10 @@ SK_INLINE void SK_NAME(sk_softmax_block_body)(const sk_problem *pb, sk_index row
     const sk_block blk = sk_block_layout(scratch, n_classes);
     SK_REAL *out_block = SK_ROW(pb->softmax, row_begin, n_classes);
     const int short_rows = n_classes <= SK_SMALL_CLASSES;
-    /* Long rows put e straight into the output unless it is z itself (the strip then keeps z
-     * readable until the row's maximum and exp have read it); short rows scale the exp
+    /* Long rows scale e in the output where they can put it there; short rows scale the exp
      * columns and write them out by one transposition. */
     sk_stats_options options = {0};
-    options.exp_rows_to = !short_rows && pb->softmax != pb->z ? out_block : NULL;
+    options.exp_rows_to = SK_NAME(sk_exp_output_block)(pb, pb->softmax, row_begin);
     SK_NAME(sk_block_stats)(pb, row_begin, n_rows, &blk, options);
     double *inv_sum = sk_row_values(&blk, 0, n_rows);
     SK_SIMD
@@ -36,7 +35,7 @@ SK_INLINE void SK_NAME(sk_softmax_block_body)(const sk_problem *pb, sk_index row
         }
         SK_NAME(sk_columns_to_rows)(columns, out_block, n_rows, n_classes);
     } else {
-        const SK_REAL *e_rows = options.exp_rows_to ? out_block : (const SK_REAL *)blk.strip;
+        const SK_REAL *e_rows = SK_NAME(sk_exp_rows_of)(&blk, options);
         for (sk_index i = 0; i < n_rows; ++i) {
             const SK_REAL *e = e_rows + i * n_classes;
             SK_REAL *out = out_block + i * n_classes;
@@ -60,11 +59,10 @@ SK_INLINE void SK_NAME(sk_log_softmax_block_body)(const sk_problem *pb, sk_index
     const sk_index n_classes = pb->n_classes, n_rows = row_end - row_begin;
     const sk_block blk = sk_block_layout(scratch, n_classes);
     SK_REAL *out_block = SK_ROW(pb->log_softmax, row_begin, n_classes);
-    /* T is all it needs of the exp values. Long rows still write them into the output (unless
-     * it is z): the lines are then in cache when the result overwrites them. */
+    /* T is all it needs of the exp values. Long rows still write them into the output where
+     * they can: the lines are then in cache when the result overwrites them. */
     sk_stats_options options = {.log1p_sum = 1};
-    if (n_classes > SK_SMALL_CLASSES && pb->log_softmax != pb->z)
-        options.exp_rows_to = out_block;
+    options.exp_rows_to = SK_NAME(sk_exp_output_block)(pb, pb->log_softmax, row_begin);
     SK_NAME(sk_block_stats)(pb, row_begin, n_rows, &blk, options);
     for (sk_index i = 0; i < n_rows; ++i) {
         const SK_REAL *z = SK_CROW(pb->z, row_begin + i, n_classes);
@@ -204,18 +202,15 @@ SK_INLINE void SK_NAME(sk_target_block_body)(const sk_problem *pb, sk_index row_
     options.exp_rows = !columns || (pb->hessian && !hessian_tiles);
     options.max_flags = columns && ((pb->hessian_diagonal && !pb->hessian) || hessian_tiles);
     options.first_argmax = columns && pb->hessian_vector_product;
-    /* The labels path scales e into the gradient in place, where the gradient is not z (whose
-     * extreme rows are read again) and is not streamed out of the strip. */
-    const int exp_into_gradient = label_rows && pb->gradient && pb->gradient != pb->z &&
-                                  !SK_NAME(sk_streams)(pb, n_classes);
-    options.exp_rows_to = exp_into_gradient ? SK_ROW(pb->gradient, row_begin, n_classes) : NULL;
+    /* The labels path scales e into the gradient in place where it can, unless the gradient
+     * is streamed out of the strip. */
+    if (label_rows && !SK_NAME(sk_streams)(pb, n_classes))
+        options.exp_rows_to = SK_NAME(sk_exp_output_block)(pb, pb->gradient, row_begin);
     SK_NAME(sk_block_stats)(pb, row_begin, n_rows, &blk, options);
     if (columns)
         SK_NAME(sk_short_outputs)(pb, row_begin, n_rows, &blk);
     else if (label_rows)
-        SK_NAME(sk_label_outputs)(pb, row_begin, n_rows, &blk,
-                                  exp_into_gradient ? (SK_REAL *)options.exp_rows_to : (SK_REAL *)blk.strip,
-                                  n_classes, 1);
+        SK_NAME(sk_label_outputs)(pb, row_begin, n_rows, &blk, SK_NAME(sk_exp_rows_of)(&blk, options), n_classes, 1);
     const int vectorised = columns || label_rows;
     if (vectorised && SK_NAME(sk_all_valid)(blk.status, n_rows))
         return; /* the common case: nothing left to do, and no per-row loop to run through */

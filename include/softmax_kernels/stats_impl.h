@@ -510,6 +510,22 @@ SK_INLINE void SK_NAME(sk_block_stats_columns)(const sk_problem *pb, sk_index ro
         SK_NAME(sk_columns_to_rows)(work.columns, (SK_REAL *)blk->strip, n_rows, n_classes);
 }
 
+/* Where long rows of the block from row_begin leave their exp values for the caller to finish
+ * in place: that block of `output`; NULL (the strip) for short rows, for no output, and where
+ * the output is z itself, whose logits are read again after the exp has been written. */
+SK_INLINE void *SK_NAME(sk_exp_output_block)(const sk_problem *pb, void *output, sk_index row_begin)
+{
+    if (pb->n_classes <= SK_SMALL_CLASSES || output == NULL || output == pb->z)
+        return NULL;
+    return SK_ROW(output, row_begin, pb->n_classes);
+}
+
+/* Where sk_block_stats left the exp values of long rows: options.exp_rows_to, else the strip. */
+SK_INLINE SK_REAL *SK_NAME(sk_exp_rows_of)(const sk_block *blk, sk_stats_options options)
+{
+    return options.exp_rows_to ? (SK_REAL *)options.exp_rows_to : (SK_REAL *)blk->strip;
+}
+
 /* Phases 1-4 for rows [row_begin, row_begin + n_rows). Afterwards blk->row_max, sum_excl,
  * log1p_sum (zero unless asked for) and status hold each row's statistics, and the exp
  * values are where `options` asked for them. */
@@ -520,7 +536,7 @@ SK_INLINE void SK_NAME(sk_block_stats)(const sk_problem *pb, sk_index row_begin,
         SK_NAME(sk_block_stats_columns)(pb, row_begin, n_rows, blk, options);
     else
         SK_NAME(sk_block_stats_rows)(pb, row_begin, n_rows, blk, options.detect_extreme,
-                                     options.exp_rows_to ? (SK_REAL *)options.exp_rows_to : (SK_REAL *)blk->strip);
+                                     SK_NAME(sk_exp_rows_of)(blk, options));
     double *log1p_sum = blk->log1p_sum;
     const double *sum_excl = blk->sum_excl;
     if (options.log1p_sum) {
