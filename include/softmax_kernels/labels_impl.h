@@ -136,37 +136,42 @@ SK_INLINE void SK_NAME(sk_label_gradient)(const sk_problem *pb, sk_index row_beg
     const int all_valid = SK_NAME(sk_all_valid)(status, n_rows);
     const int stream = all_valid && SK_NAME(sk_streams)(pb, n_classes);
     SK_REAL *g_block = stream ? (SK_REAL *)blk->strip : SK_ROW(pb->gradient, row_begin, n_classes);
-    /* Short rows (e as columns: class_stride = n_rows): g_k = scale e_k in place, across rows,
-     * so that writing the rows out is a transposition, of the whole block at once when every
-     * row is valid. */
-    const int scaled_in_place = class_stride != 1, transposed = scaled_in_place && all_valid;
-    if (scaled_in_place) {
+    if (class_stride != 1) {
+        /* Short rows (e as columns: class_stride = n_rows): the whole gradient in place, g_k =
+         * scale e_k and g_y selected across rows (the labels of rows not valid, possibly out of
+         * range, select nothing), so that writing the rows out is a transposition, of the whole
+         * block at once when every row is valid. */
+        const int64_t *row_labels = labels + row_begin;
         for (sk_index k = 0; k < n_classes; ++k) {
             SK_REAL *col = e + k * class_stride;
             if (!stream) /* streaming stores do not read the lines they write */
                 SK_NAME(sk_prefetch_next_rows)(pb, pb->gradient, row_begin, n_rows, k, n_classes, 1);
             SK_SIMD
-            for (sk_index i = 0; i < n_rows; ++i)
-                col[i] = (SK_REAL)((double)col[i] * scale[i]);
+            for (sk_index i = 0; i < n_rows; ++i) {
+                const SK_REAL scaled = (SK_REAL)((double)col[i] * scale[i]);
+                col[i] = row_labels[i] == (int64_t)k ? (SK_REAL)label_gradient[i] : scaled;
+            }
         }
-    }
-    if (transposed)
-        SK_NAME(sk_columns_to_rows)(e, g_block, n_rows, n_classes);
-    for (sk_index i = 0; i < n_rows; ++i) {
-        if (status[i] != SK_ROW_VALID)
-            continue;
-        SK_REAL *g = g_block + i * n_classes;
-        const SK_REAL *e_row = e + i * row_stride;
-        if (scaled_in_place && !transposed) {
-            for (sk_index k = 0; k < n_classes; ++k)
-                g[k] = e_row[k * class_stride];
-        } else if (!scaled_in_place) {
+        if (all_valid) {
+            SK_NAME(sk_columns_to_rows)(e, g_block, n_rows, n_classes);
+        } else {
+            for (sk_index i = 0; i < n_rows; ++i)
+                if (status[i] == SK_ROW_VALID)
+                    for (sk_index k = 0; k < n_classes; ++k)
+                        g_block[i * n_classes + k] = e[i + k * class_stride];
+        }
+    } else {
+        for (sk_index i = 0; i < n_rows; ++i) {
+            if (status[i] != SK_ROW_VALID)
+                continue;
+            SK_REAL *g = g_block + i * n_classes;
+            const SK_REAL *e_row = e + i * row_stride;
             const double row_scale = scale[i];
             SK_SIMD
             for (sk_index k = 0; k < n_classes; ++k)
-                g[k] = (SK_REAL)((double)e_row[k * class_stride] * row_scale);
+                g[k] = (SK_REAL)((double)e_row[k] * row_scale);
+            g[labels[row_begin + i]] = (SK_REAL)label_gradient[i];
         }
-        g[labels[row_begin + i]] = (SK_REAL)label_gradient[i];
     }
     if (stream)
         SK_NAME(sk_stream_copy)(SK_ROW(pb->gradient, row_begin, n_classes), g_block, n_rows * n_classes);
