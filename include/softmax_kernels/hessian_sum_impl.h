@@ -65,23 +65,43 @@ SK_INLINE void SK_NAME(sk_sum_factors)(const sk_problem *pb, sk_index row_begin,
                     s[k * padded + i] = minus_cs[k * padded + i] = diag[k * padded + i] = 0.0;
 }
 
+/* Chunks of SK_SUM_LANES rows that one loop over the lanes adds in sk_sum_products. A lane adds
+ * its rows in order whatever the count, so the sums do not depend on it; with several chunks per
+ * loop clang keeps the lanes in registers between chunks, where one chunk per loop stores and
+ * loads them for each (docs/performance-notes.md, "lane arrays"). */
+#define SK_SUM_CHUNKS 4
+
+/* Adds a[i] (times b[i] where b is not NULL) for the n_chunks * SK_SUM_LANES rows from 0 to the
+ * lanes: row i to lane i % SK_SUM_LANES. Compilers vectorise it where n_chunks and whether b is
+ * NULL are constants, so each call passes them. */
+SK_INLINE void SK_NAME(sk_add_lane_chunks)(const double *a, const double *b, sk_index n_chunks, double *lane_sum,
+                                           double *lane_error)
+{
+    if (b) {
+        SK_SIMD_LANES
+        for (sk_index l = 0; l < SK_SUM_LANES; ++l)
+            for (sk_index c = 0; c < n_chunks; ++c)
+                sk_two_sum_add(&lane_sum[l], &lane_error[l], a[c * SK_SUM_LANES + l] * b[c * SK_SUM_LANES + l]);
+    } else {
+        SK_SIMD_LANES
+        for (sk_index l = 0; l < SK_SUM_LANES; ++l)
+            for (sk_index c = 0; c < n_chunks; ++c)
+                sk_two_sum_add(&lane_sum[l], &lane_error[l], a[c * SK_SUM_LANES + l]);
+    }
+}
+
 /* Adds sum_i a[i] (times b[i] where b is not NULL) over the padded rows to (*sum, *error):
  * SK_SUM_LANES compensated lanes, folded in lane order. */
 SK_INLINE void SK_NAME(sk_sum_products)(const double *a, const double *b, sk_index padded_rows, double *sum,
                                         double *error)
 {
     double lane_sum[SK_SUM_LANES] = {0}, lane_error[SK_SUM_LANES] = {0};
-    for (sk_index r0 = 0; r0 < padded_rows; r0 += SK_SUM_LANES) {
-        if (b) {
-            SK_SIMD_LANES
-            for (sk_index l = 0; l < SK_SUM_LANES; ++l)
-                sk_two_sum_add(&lane_sum[l], &lane_error[l], a[r0 + l] * b[r0 + l]);
-        } else {
-            SK_SIMD_LANES
-            for (sk_index l = 0; l < SK_SUM_LANES; ++l)
-                sk_two_sum_add(&lane_sum[l], &lane_error[l], a[r0 + l]);
-        }
-    }
+    const sk_index step = SK_SUM_CHUNKS * SK_SUM_LANES;
+    sk_index r0 = 0;
+    for (; r0 + step <= padded_rows; r0 += step)
+        SK_NAME(sk_add_lane_chunks)(a + r0, b ? b + r0 : NULL, SK_SUM_CHUNKS, lane_sum, lane_error);
+    for (; r0 < padded_rows; r0 += SK_SUM_LANES)
+        SK_NAME(sk_add_lane_chunks)(a + r0, b ? b + r0 : NULL, 1, lane_sum, lane_error);
     for (sk_index l = 0; l < SK_SUM_LANES; ++l) {
         sk_two_sum_add(sum, error, lane_sum[l]);
         *error += lane_error[l];
@@ -194,3 +214,4 @@ SK_DISPATCHED(SK_NAME(sk_hessian_factors_block), SK_NAME(sk_hessian_factors_bloc
               (pb, row_begin, row_end, scratch, s_out, c_out, diag_out))
 
 #undef SK_SUM_LANES
+#undef SK_SUM_CHUNKS
