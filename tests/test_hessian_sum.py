@@ -4,6 +4,8 @@ Exact values by mpmath on small hard batches (the accuracy bound in the README),
 with the per-row Hessians summed, groups, reductions, layouts, threads, and bad input.
 """
 
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -167,6 +169,34 @@ def test_threads_do_not_change_the_summed_hessian(n_classes, rng):
         one_blas_thread = sk.hessian_sum(z, y)
     with threadpoolctl.threadpool_limits(2, user_api="blas"):
         np.testing.assert_array_equal(sk.hessian_sum(z, y), one_blas_thread)
+
+
+def test_num_threads_limits_blas_in_the_summed_hessian_of_long_rows(monkeypatch, rng):
+    if sk.show_config()["backend"] != "compiled":
+        pytest.skip("the compiled extension is not in use")
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    if not any(pool["user_api"] == "blas" for pool in threadpoolctl.threadpool_info()):
+        pytest.skip("threadpoolctl sees no BLAS")
+    from softmax_kernels import _threads
+
+    seen = []
+    limit = _threads.blas_threads
+
+    @contextlib.contextmanager
+    def recording(num_threads):
+        with limit(num_threads):
+            pools = threadpoolctl.threadpool_info()
+            seen.append((num_threads, {pool["num_threads"] for pool in pools if pool["user_api"] == "blas"}))
+            yield
+
+    monkeypatch.setattr(_threads, "blas_threads", recording)
+    z = rng.standard_normal((3000, 20))
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        expected = sk.hessian_sum(z)
+        np.testing.assert_array_equal(sk.hessian_sum(z, num_threads=1), expected)
+    assert seen == [(None, {2}), (1, {1})]
+    sk.hessian_sum(z[:, :10], num_threads=1)  # short rows: no BLAS product
+    assert len(seen) == 2
 
 
 @pytest.mark.parametrize(

@@ -16,8 +16,8 @@ SK_INLINE void SK_NAME(sk_softmax_block_body)(const sk_problem *pb, sk_index row
     const sk_block blk = sk_block_layout(scratch, n_classes);
     SK_REAL *out_block = SK_ROW(pb->softmax, row_begin, n_classes);
     const int short_rows = n_classes <= SK_SMALL_CLASSES;
-    /* Long rows scale e in the output where they can put it there; short rows scale the exp
-     * columns and write them out by one transposition. */
+    /* Long rows scale e where it is, in the output where sk_exp_output_block allows; short
+     * rows scale the exp columns and write them out by one transposition. */
     sk_stats_options options = {0};
     options.exp_rows_to = SK_NAME(sk_exp_output_block)(pb, pb->softmax, row_begin);
     SK_NAME(sk_block_stats)(pb, row_begin, n_rows, &blk, options);

@@ -138,9 +138,9 @@ SK_INLINE void SK_NAME(sk_label_gradient)(const sk_problem *pb, sk_index row_beg
     SK_REAL *g_block = stream ? (SK_REAL *)blk->strip : SK_ROW(pb->gradient, row_begin, n_classes);
     if (class_stride != 1) {
         /* Short rows (e as columns: class_stride = n_rows): the whole gradient in place, g_k =
-         * scale e_k and g_y selected across rows (the labels of rows not valid, possibly out of
-         * range, select nothing), so that writing the rows out is a transposition, of the whole
-         * block at once when every row is valid. */
+         * scale e_k and g_y selected across rows, so that writing the rows out is a
+         * transposition, of the whole block at once when every row is valid. Only valid rows
+         * are written out, so what the other rows' labels select does not matter. */
         const int64_t *row_labels = labels + row_begin;
         for (sk_index k = 0; k < n_classes; ++k) {
             SK_REAL *col = e + k * class_stride;

@@ -69,6 +69,10 @@ def _parameter(name: str, operation: Operation) -> str:
     if name == "reduction":
         choices = ", ".join(f'"{reduction}"' for reduction in operation.reductions)
         return _PARAMETERS["reduction"].format(choices=choices, default=operation.reduction_default)
+    if name == "num_threads" and operation.name == "hessian_sum":
+        return _PARAMETERS[name] + """ For more than 16 classes without groups the
+    sums come from BLAS products, whose threads it also limits where threadpoolctl is
+    installed."""
     return _PARAMETERS[name]
 
 

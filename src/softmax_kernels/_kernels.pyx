@@ -16,6 +16,7 @@ from libc.string cimport memset
 
 import numpy as np
 
+from . import _threads
 from ._layout import packed_rows_cols, packed_size, packed_upper_positions
 from ._reduction import reduced_loss
 
@@ -274,7 +275,12 @@ def _sum_by_products(plan):
     """The packed upper sum of long rows: the diagonal from the rows' accurate diagonal terms
     (compensated), the off-diagonal elements -sum_i c_i s_ik s_il from BLAS products of
     PRODUCT_ROWS rows at a time (S^T diag(c) S; (sqrt(c) S)^T (sqrt(c) S) where c >= 0), the
-    slices' products added compensated, in row order."""
+    slices' products added compensated, in row order. BLAS runs on the call's threads."""
+    with _threads.blas_threads(plan.num_threads):
+        return _sum_by_product_slices(plan)
+
+
+def _sum_by_product_slices(plan):
     cdef sk_problem pb
     _describe(&pb, plan)
     cdef int is_double = plan.dtype == np.float64

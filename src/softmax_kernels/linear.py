@@ -38,14 +38,13 @@ limits the kernels' OpenMP threads and, where threadpoolctl is installed, BLAS's
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import numbers
 
 import numpy as np
 
 import softmax_kernels as _sk
 
+from . import _threads
 from ._layout import LAYOUTS, packed_rows_cols, packed_size, packed_upper_positions
 from ._operations import OPERATIONS
 from ._validate import check_choice, check_labels, check_options, computation_dtype
@@ -193,27 +192,6 @@ def _check_l2(l2) -> float:
     return float(l2)
 
 
-@functools.lru_cache(maxsize=1)
-def _threadpool_controller():
-    """threadpoolctl's view of the loaded thread pools, made once (None without threadpoolctl)."""
-    try:
-        from threadpoolctl import ThreadpoolController
-    except ImportError:
-        return None
-    return ThreadpoolController()
-
-
-@contextlib.contextmanager
-def _blas_threads(num_threads):
-    """BLAS limited to num_threads where threadpoolctl is installed (else BLAS's own default)."""
-    controller = None if num_threads is None else _threadpool_controller()
-    if controller is None:
-        yield
-        return
-    with controller.limit(limits=num_threads, user_api="blas"):
-        yield
-
-
 # ---- the objective and its gradient ----------------------------------------------------------
 
 
@@ -230,7 +208,7 @@ def _accumulate(problem: _Problem, want_hessian: bool):
     n_classes, n_dof = problem.n_classes, problem.n_features + problem.fit_intercept
     loss, gradient = 0.0, np.zeros((n_classes, n_dof))
     if not want_hessian:
-        with _blas_threads(problem.num_threads):
+        with _threads.blas_threads(problem.num_threads):
             for rows, block in problem.feature_blocks():
                 logits = block @ problem.coef[:, : problem.n_features].T
                 if problem.fit_intercept:
@@ -242,7 +220,7 @@ def _accumulate(problem: _Problem, want_hessian: bool):
                     gradient[:, -1] += row_gradient.sum(axis=0)
         return loss, gradient, None
     pairs = np.zeros((packed_size(n_classes), packed_size(n_dof)))
-    with _blas_threads(problem.num_threads):
+    with _threads.blas_threads(problem.num_threads):
         for rows, block in problem.blocks():
             block_loss, row_gradient, row_hessian = _sk.loss_gradient_hessian(
                 block @ problem.coef.T, reduction="sum", **problem.target_arguments(rows))
@@ -373,7 +351,7 @@ def hessian(coef, X, y=None, *, fit_intercept=True, sample_weight=None, class_we
                        y_required=False)
     n_classes, n_dof = problem.n_classes, problem.n_features + problem.fit_intercept
     pairs = np.zeros((packed_size(n_classes), packed_size(n_dof)))
-    with _blas_threads(problem.num_threads):
+    with _threads.blas_threads(problem.num_threads):
         for rows, block in problem.blocks():
             row_hessian = _sk.hessian(block @ problem.coef.T, reduction="sum", **problem.target_arguments(rows))
             _add_pair_products(pairs, row_hessian, block)
@@ -398,7 +376,7 @@ def hessian_vector_product(coef, X, V, y=None, *, fit_intercept=True, sample_wei
     both = np.stack([problem.coef[:, :n_features], V[:, :n_features]]).transpose(0, 2, 1)
     offsets = np.stack([problem.coef[:, n_features:], V[:, n_features:]]).transpose(0, 2, 1)  # (2, 1 or 0, K)
     product = np.zeros(problem.coef.shape)
-    with _blas_threads(problem.num_threads):
+    with _threads.blas_threads(problem.num_threads):
         for rows, block in problem.feature_blocks():
             logits, directions = block @ both
             if problem.fit_intercept:
