@@ -29,10 +29,15 @@ def _record_line(name: str, data: bytes) -> list:
     return [name, f"sha256={digest}", str(len(data))]
 
 
+def _header_end(lines: list) -> int:
+    """The index of the empty line that ends METADATA's headers (or the number of lines)."""
+    return lines.index("") if "" in lines else len(lines)
+
+
 def _with_license_file(metadata: str, entry: str) -> str:
     """METADATA with `License-File: entry` after its last License-File header (or its last header)."""
     lines = metadata.split("\n")
-    header_end = lines.index("") if "" in lines else len(lines)
+    header_end = _header_end(lines)
     license_lines = [i for i in range(header_end) if lines[i].startswith("License-File:")]
     position = (license_lines[-1] if license_lines else header_end - 1) + 1
     return "\n".join(lines[:position] + [f"License-File: {entry}"] + lines[position:])
@@ -41,7 +46,7 @@ def _with_license_file(metadata: str, entry: str) -> str:
 def _with_license_expression(metadata: str, expression: str) -> str:
     """METADATA whose License-Expression also covers `expression`: `ours AND (expression)`."""
     lines = metadata.split("\n")
-    header_end = lines.index("") if "" in lines else len(lines)
+    header_end = _header_end(lines)
     found = [i for i in range(header_end) if lines[i].startswith("License-Expression:")]
     if len(found) != 1:
         raise SystemExit(f"METADATA has {len(found)} License-Expression headers, expected 1")

@@ -69,13 +69,17 @@ wheel=("$work"/final/softmax_kernels-*.whl)
 step "4. auditwheel show and the wheel's content"
 auditwheel show "${wheel[0]}" | tee "$work/show.txt"
 grep -q "manylinux" "$work/show.txt" || fail "auditwheel gives the wheel no manylinux tag"
-"$work/tools/bin/python" - "${wheel[0]}" "$MAX_BYTES" "$LICENSE_NAME" "$LICENSE_EXPRESSION" <<'EOF'
+"$work/tools/bin/python" - "${wheel[0]}" "$MAX_BYTES" "$LICENSE_NAME" "$LICENSE_EXPRESSION" \
+    "$REPO/pyproject.toml" <<'EOF'
 import os
+import re
 import sys
 
 from wheel.wheelfile import WheelFile
 
 path, max_bytes, license_as, expression = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+with open(sys.argv[5]) as f:  # the project's own expression (a regex: tomllib needs 3.11)
+    ours = re.search(r'^license = "([^"]+)"$', f.read(), re.MULTILINE).group(1)
 with WheelFile(path) as wheel:  # checks every file against RECORD's hashes as it reads
     names = wheel.namelist()
     wheel_texts = {name: wheel.read(name) for name in names}
@@ -88,7 +92,7 @@ elif b"GCC Runtime Library Exception" not in wheel_texts[license_name]:
     problems.append("the libgomp license lacks the GCC Runtime Library Exception")
 if f"License-File: {license_as}" not in metadata:
     problems.append("METADATA does not list the libgomp license")
-if f"License-Expression: BSD-3-Clause AND ({expression})\n" not in metadata:
+if f"License-Expression: {ours} AND ({expression})\n" not in metadata:
     problems.append("METADATA's License-Expression does not name libgomp's license")
 if not any(n.startswith("softmax_kernels.libs/libgomp") for n in names):
     problems.append("no grafted libgomp")
