@@ -61,6 +61,19 @@ def is_clang(compiler):
     return "#define __clang__ " in macros
 
 
+def compiler_accepts(compiler, flags):
+    """Whether the C compiler compiles an empty file with `flags`."""
+    with tempfile.TemporaryDirectory() as tmp:
+        source = os.path.join(tmp, "probe_flags.c")
+        with open(source, "w") as f:
+            f.write("int probe_flags;\n")
+        try:
+            compiler.compile([source], output_dir=tmp, extra_postargs=flags)
+        except Exception:
+            return False
+    return True
+
+
 def library_flags_from_ldflags():
     """The -L, -l and rpath flags of LDFLAGS: setuptools links shared objects with LDFLAGS but
     not executables, and the probe must find the same libomp the extension will link."""
@@ -104,6 +117,15 @@ class BuildExtWithOpenMP(build_ext):
                 # clang reports the `omp simd` loops it leaves scalar (a gather of class weights);
                 # nothing is wrong with them.
                 base.append("-Wno-pass-failed")
+                # clang unrolls loops of a constant count (the kernels' lane loops) fully before
+                # it vectorises them, after which its SLP vectoriser leaves compensated sums
+                # scalar; kept rolled, they keep a one-trip loop that holds the lanes in memory.
+                # Unrolling only loops of up to 4 trips leaves the lane loops to the loop
+                # vectoriser and then unrolls its one-trip loop (docs/performance-notes.md,
+                # "lane arrays"). SK_LANE_LOOPS_VECTORISED tells portability.h.
+                unroll_limit = ["-mllvm", "-unroll-full-max-count=4"]
+                if compiler_accepts(self.compiler, unroll_limit):
+                    base += unroll_limit + ["-DSK_LANE_LOOPS_VECTORISED"]
             if compiler_type == "unix" and platform.machine().lower() in ("x86_64", "amd64"):
                 # Only the AVX-512 version of the kernels is affected: use all 512 bits.
                 base.append("-mprefer-vector-width=512")

@@ -102,10 +102,13 @@ SK_INLINE void SK_NAME(sk_sum_products)(const double *a, const double *b, sk_ind
         SK_NAME(sk_add_lane_chunks)(a + r0, b ? b + r0 : NULL, SK_SUM_CHUNKS, lane_sum, lane_error);
     for (; r0 < padded_rows; r0 += SK_SUM_LANES)
         SK_NAME(sk_add_lane_chunks)(a + r0, b ? b + r0 : NULL, 1, lane_sum, lane_error);
+    double total = *sum, total_error = *error; /* locals: registers, not the caller's memory */
     for (sk_index l = 0; l < SK_SUM_LANES; ++l) {
-        sk_two_sum_add(sum, error, lane_sum[l]);
-        *error += lane_error[l];
+        sk_two_sum_add(&total, &total_error, lane_sum[l]);
+        total_error += lane_error[l];
     }
+    *sum = total;
+    *error = total_error;
 }
 
 /* The path across rows: every element of the packed upper Hessian of the block's rows. */

@@ -221,11 +221,27 @@ static inline void sk_stream_fence(void)
 #endif
 /* SK_SIMD for a loop over one vector's worth of lanes (a constant count) that clang, which
  * unrolls such loops fully before its loop vectoriser runs, would leave partly scalar: kept
- * rolled there (compensated lanes, Hessian tiles; docs/performance-notes.md, "lane arrays"). */
-#if defined(__clang__)
+ * rolled there (compensated lanes, Hessian tiles; docs/performance-notes.md, "lane arrays"),
+ * unless the build limits that unrolling (setup.py's SK_LANE_LOOPS_VECTORISED). */
+#if defined(__clang__) && !defined(SK_LANE_LOOPS_VECTORISED)
 #define SK_SIMD_LANES SK_SIMD SK_PRAGMA(clang loop unroll(disable))
 #else
 #define SK_SIMD_LANES SK_SIMD
+#endif
+/* A loop of a small constant count over an array of vector registers (the tile transposes),
+ * which stays in registers only unrolled: clang builds that limit unrolling need telling. */
+#if defined(__clang__)
+#define SK_UNROLL_FULL SK_PRAGMA(clang loop unroll(full))
+#else
+#define SK_UNROLL_FULL
+#endif
+/* A vectorised loop of short, varying counts (the columns of a packed Hessian, a short row),
+ * whose remainder would take most of its values: clang runs the remainder as one masked vector
+ * where the instruction set has masked stores, not one value at a time (GCC does so itself). */
+#if defined(__clang__)
+#define SK_MASKED_TAIL SK_PRAGMA(clang loop vectorize_predicate(enable))
+#else
+#define SK_MASKED_TAIL
 #endif
 
 /* Whether long double has more digits than double (x86-64 Linux: 64 against 53): extreme rows

@@ -141,19 +141,23 @@ SK_INLINE void SK_MNAME(sk_write_hessian)(const sk_problem *pb, const SK_MNAME(s
         const SK_MATH diag = (coef * s[j]) * SK_MNAME(sk_one_minus_s)(st, z[j], e[j]);
         if (pb->layout == SK_LAYOUT_PACKED_UPPER) {
             SK_REAL *col = h + sk_packed_upper_index(0, j); /* H[0..j][j] */
+            SK_MASKED_TAIL
             for (sk_index i = 0; i < j; ++i)
                 col[i] = (SK_REAL)(minus_cs[j] * s[i]);
             col[j] = (SK_REAL)diag;
         } else if (pb->layout == SK_LAYOUT_PACKED_LOWER) {
             SK_REAL *col = h + sk_packed_lower_index(j, j, n_classes); /* H[j..K-1][j] */
             col[0] = (SK_REAL)diag;
+            SK_MASKED_TAIL
             for (sk_index i = j + 1; i < n_classes; ++i)
                 col[i - j] = (SK_REAL)(minus_cs[i] * s[j]);
         } else {
             SK_REAL *full_row = h + j * n_classes; /* H[j][0..K-1] */
+            SK_MASKED_TAIL
             for (sk_index i = 0; i < j; ++i)
                 full_row[i] = (SK_REAL)(minus_cs[j] * s[i]);
             full_row[j] = (SK_REAL)diag;
+            SK_MASKED_TAIL
             for (sk_index i = j + 1; i < n_classes; ++i)
                 full_row[i] = (SK_REAL)(minus_cs[i] * s[j]);
         }

@@ -100,11 +100,13 @@ SK_AVX512_INLINE void sk_transpose16x16_ps(__m512 r[16])
 {
     __m512 t[16], u[16];
     /* 1: pairs of rows interleaved within 128-bit lanes */
+    SK_UNROLL_FULL
     for (int i = 0; i < 16; i += 2) {
         t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
         t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
     }
     /* 2: u[4 g + e], 128-bit lane L, holds element 4 L + e of rows 4 g .. 4 g + 3 */
+    SK_UNROLL_FULL
     for (int g = 0; g < 16; g += 4) {
         const __m512d t0 = _mm512_castps_pd(t[g]), t1 = _mm512_castps_pd(t[g + 1]);
         const __m512d t2 = _mm512_castps_pd(t[g + 2]), t3 = _mm512_castps_pd(t[g + 3]);
@@ -115,6 +117,7 @@ SK_AVX512_INLINE void sk_transpose16x16_ps(__m512 r[16])
     }
     /* 3 and 4: lane L of the four groups side by side; 0x88 takes 128-bit lanes 0 and 2 of
      * each source, 0xdd lanes 1 and 3 */
+    SK_UNROLL_FULL
     for (int e = 0; e < 4; ++e) {
         const __m512 even_lo = _mm512_shuffle_f32x4(u[e], u[4 + e], 0x88);
         const __m512 odd_lo = _mm512_shuffle_f32x4(u[e], u[4 + e], 0xdd);
@@ -132,10 +135,12 @@ SK_AVX512_INLINE void sk_transpose16x16_ps(__m512 r[16])
 SK_AVX512_INLINE void sk_transpose8x8_pd(__m512d r[8])
 {
     __m512d t[8];
+    SK_UNROLL_FULL
     for (int i = 0; i < 8; i += 2) {
         t[i] = _mm512_unpacklo_pd(r[i], r[i + 1]);
         t[i + 1] = _mm512_unpackhi_pd(r[i], r[i + 1]);
     }
+    SK_UNROLL_FULL
     for (int e = 0; e < 2; ++e) {
         const __m512d even_lo = _mm512_shuffle_f64x2(t[e], t[2 + e], 0x88);
         const __m512d odd_lo = _mm512_shuffle_f64x2(t[e], t[2 + e], 0xdd);
@@ -158,6 +163,7 @@ SK_AVX512_INLINE sk_index sk_tiles_to_columns_ps(const float *rows, float *colum
     sk_index i0 = 0;
     for (; i0 + 16 <= n_rows; i0 += 16) {
         __m512 r[16];
+        SK_UNROLL_FULL
         for (int j = 0; j < 16; ++j)
             r[j] = sk_load_row_ps(rows + (i0 + j) * n_classes, end, lanes);
         sk_transpose16x16_ps(r);
@@ -176,9 +182,11 @@ SK_AVX512_INLINE sk_index sk_tiles_to_rows_ps(const float *columns, float *rows,
     sk_index i0 = 0;
     for (; i0 + 16 <= n_rows; i0 += 16) {
         __m512 r[16];
+        SK_UNROLL_FULL
         for (int k = 0; k < 16; ++k)
             r[k] = k < n_classes ? _mm512_loadu_ps(columns + k * n_rows + i0) : _mm512_setzero_ps();
         sk_transpose16x16_ps(r);
+        SK_UNROLL_FULL
         for (int j = 0; j < 16; ++j) /* in row order: see the top of this file */
             sk_store_row_ps(rows + (i0 + j) * n_classes, end, lanes, r[j]);
     }
@@ -200,6 +208,7 @@ SK_AVX512_INLINE void sk_half_to_columns_pd(const double *rows, double *columns,
     const double *end = rows + n_rows * n_classes;
     const __mmask8 lanes = sk_half_lanes_pd(n_classes, first);
     __m512d r[8];
+    SK_UNROLL_FULL
     for (int j = 0; j < 8; ++j)
         r[j] = sk_load_row_pd(rows + (i0 + j) * n_classes + first, end, lanes);
     sk_transpose8x8_pd(r);
@@ -211,6 +220,7 @@ SK_AVX512_INLINE void sk_half_to_columns_pd(const double *rows, double *columns,
 SK_AVX512_INLINE void sk_half_from_columns_pd(const double *columns, sk_index i0, sk_index n_rows,
                                               sk_index n_classes, sk_index first, __m512d r[8])
 {
+    SK_UNROLL_FULL
     for (int k = 0; k < 8; ++k)
         r[k] = first + k < n_classes ? _mm512_loadu_pd(columns + (first + k) * n_rows + i0) : _mm512_setzero_pd();
     sk_transpose8x8_pd(r);
@@ -237,6 +247,7 @@ SK_AVX512_INLINE sk_index sk_tiles_to_rows_pd(const double *columns, double *row
         sk_half_from_columns_pd(columns, i0, n_rows, n_classes, 0, r);
         if (n_classes > 8)
             sk_half_from_columns_pd(columns, i0, n_rows, n_classes, 8, h);
+        SK_UNROLL_FULL
         for (int j = 0; j < 8; ++j) { /* in row order: see the top of this file */
             double *row = rows + (i0 + j) * n_classes;
             sk_store_row_pd(row, end, low, r[j]);
@@ -259,9 +270,11 @@ SK_AVX512_INLINE sk_index sk_tiles_to_rows_pd(const double *columns, double *row
     {                                                                                                  \
         for (sk_index q0 = (width - 1) / G * G; q0 >= 0; q0 -= G) {                                    \
             vector r[G];                                                                               \
+            SK_UNROLL_FULL                                                                             \
             for (int t = 0; t < G; ++t)                                                                \
                 r[t] = load(tile + (q0 + t) * G);                                                      \
             transpose(r);                                                                              \
+            SK_UNROLL_FULL                                                                             \
             for (sk_index i = 0; i < G; ++i) /* in row order */                                        \
                 store(rows + i * width + q0, r[i]);                                                    \
         }                                                                                              \
@@ -278,17 +291,20 @@ SK_HESSIAN_TILE(sk_hessian_tile_avx512_d, double, __m512d, 8, sk_transpose8x8_pd
 SK_AVX2_INLINE void sk_transpose8x8_ps(__m256 r[8])
 {
     __m256 t[8], u[8];
+    SK_UNROLL_FULL
     for (int i = 0; i < 8; i += 2) {
         t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
         t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
     }
     /* u[4 g + e], 128-bit lane L, holds element 4 L + e of rows 4 g .. 4 g + 3 */
+    SK_UNROLL_FULL
     for (int g = 0; g < 8; g += 4) {
         u[g] = _mm256_shuffle_ps(t[g], t[g + 2], 0x44);
         u[g + 1] = _mm256_shuffle_ps(t[g], t[g + 2], 0xee);
         u[g + 2] = _mm256_shuffle_ps(t[g + 1], t[g + 3], 0x44);
         u[g + 3] = _mm256_shuffle_ps(t[g + 1], t[g + 3], 0xee);
     }
+    SK_UNROLL_FULL
     for (int e = 0; e < 4; ++e) {
         r[e] = _mm256_permute2f128_ps(u[e], u[4 + e], 0x20);
         r[4 + e] = _mm256_permute2f128_ps(u[e], u[4 + e], 0x31);
@@ -309,6 +325,7 @@ SK_AVX2_INLINE void sk_half_to_columns_ps8(const float *rows, float *columns, sk
                                            sk_index n_classes, sk_index first)
 {
     __m256 r[8];
+    SK_UNROLL_FULL
     for (int j = 0; j < 8; ++j)
         r[j] = _mm256_loadu_ps(rows + (i0 + j) * n_classes + first);
     sk_transpose8x8_ps(r);
@@ -319,6 +336,7 @@ SK_AVX2_INLINE void sk_half_to_columns_ps8(const float *rows, float *columns, sk
 SK_AVX2_INLINE void sk_half_from_columns_ps8(const float *columns, sk_index i0, sk_index n_rows,
                                              sk_index n_classes, sk_index first, __m256 r[8])
 {
+    SK_UNROLL_FULL
     for (int k = 0; k < 8; ++k)
         r[k] = first + k < n_classes ? _mm256_loadu_ps(columns + (first + k) * n_rows + i0) : _mm256_setzero_ps();
     sk_transpose8x8_ps(r);
@@ -343,6 +361,7 @@ SK_AVX2_INLINE sk_index sk_tiles_to_rows_ps8(const float *columns, float *rows, 
         sk_half_from_columns_ps8(columns, i0, n_rows, n_classes, 0, r);
         if (n_classes > 8)
             sk_half_from_columns_ps8(columns, i0, n_rows, n_classes, 8, h);
+        SK_UNROLL_FULL
         for (int j = 0; j < 8; ++j) { /* in row order: see the top of this file */
             float *row = rows + (i0 + j) * n_classes;
             _mm256_storeu_ps(row, r[j]);
