@@ -72,8 +72,8 @@ SK_INLINE void SK_NAME(sk_log_softmax_block_body)(const sk_problem *pb, sk_index
             continue;
         }
         const double m = blk.row_max[i], log_sum = blk.log1p_sum[i];
-        /* (z_k - m) <= 0 and -log_sum <= 0: a sum of same-sign terms (out may alias z). A short
-         * row is one masked vector where masks are cheap; long rows run faster unmasked. */
+        /* (z_k - m) <= 0 and -log_sum <= 0: a sum of same-sign terms (out may alias z). Short
+         * rows end in one masked vector (SK_MASKED_TAIL); long rows run faster unmasked. */
 #define SK_LOG_SOFTMAX_VALUE(k) ((SK_REAL)(((double)z[k] - m) - log_sum))
         if (n_classes <= SK_SMALL_CLASSES) {
             SK_SIMD SK_MASKED_TAIL

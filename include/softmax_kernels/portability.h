@@ -237,7 +237,8 @@ static inline void sk_stream_fence(void)
 #endif
 /* A vectorised loop of short, varying counts (the columns of a packed Hessian, a short row),
  * whose remainder would take most of its values: clang runs the remainder as one masked vector
- * where the instruction set has masked stores, not one value at a time (GCC does so itself). */
+ * where the instruction set has masked stores, not one value at a time. Clang only: GCC builds
+ * were not slower there (docs/performance-notes.md, "masked remainders"). */
 #if defined(__clang__)
 #define SK_MASKED_TAIL SK_PRAGMA(clang loop vectorize_predicate(enable))
 #else
