@@ -61,19 +61,6 @@ def is_clang(compiler):
     return "#define __clang__ " in macros
 
 
-def compiler_accepts(compiler, flags):
-    """Whether the C compiler compiles an empty file with `flags`."""
-    with tempfile.TemporaryDirectory() as tmp:
-        source = os.path.join(tmp, "probe_flags.c")
-        with open(source, "w") as f:
-            f.write("int probe_flags;\n")
-        try:
-            compiler.compile([source], output_dir=tmp, extra_postargs=flags)
-        except Exception:
-            return False
-    return True
-
-
 def library_flags_from_ldflags():
     """The -L, -l and rpath flags of LDFLAGS: setuptools links shared objects with LDFLAGS but
     not executables, and the probe must find the same libomp the extension will link."""
@@ -81,20 +68,28 @@ def library_flags_from_ldflags():
             if flag.startswith(("-L", "-l", "-Wl,-rpath"))]
 
 
-def compiler_supports_openmp(compiler, compile_flags, link_flags):
+def compiler_probe(compiler, source_text, compile_flags, link_flags=None):
+    """Whether the C compiler compiles `source_text` with `compile_flags` and, when `link_flags`
+    is given, links it into an executable with them."""
     with tempfile.TemporaryDirectory() as tmp:
-        source = os.path.join(tmp, "probe_openmp.c")
+        source = os.path.join(tmp, "probe.c")
         with open(source, "w") as f:
-            f.write(OPENMP_PROBE)
+            f.write(source_text)
         try:
             objects = compiler.compile([source], output_dir=tmp, extra_postargs=compile_flags)
-            compiler.link_executable(
-                objects, os.path.join(tmp, "probe_openmp"), extra_preargs=library_flags_from_ldflags(),
-                extra_postargs=link_flags,
-            )
+            if link_flags is not None:
+                compiler.link_executable(
+                    objects, os.path.join(tmp, "probe"), extra_preargs=library_flags_from_ldflags(),
+                    extra_postargs=link_flags,
+                )
         except Exception:
             return False
     return True
+
+
+def compiler_accepts(compiler, flags):
+    """Whether the C compiler compiles an empty file with `flags`."""
+    return compiler_probe(compiler, "int probe_flags;\n", flags)
 
 
 class BuildExtWithOpenMP(build_ext):
@@ -133,7 +128,7 @@ class BuildExtWithOpenMP(build_ext):
         wanted = os.environ.get("SOFTMAX_KERNELS_OPENMP", "1") != "0"
         if wanted:
             omp_compile, omp_link = openmp_flags(compiler_type)
-            if compiler_supports_openmp(self.compiler, omp_compile, omp_link):
+            if compiler_probe(self.compiler, OPENMP_PROBE, omp_compile, omp_link):
                 compile_flags += omp_compile
                 link_flags += omp_link
             else:
