@@ -71,10 +71,12 @@ SK_INLINE void SK_NAME(sk_log_softmax_block_body)(const sk_problem *pb, sk_index
             SK_NAME(sk_fill)(out, n_classes, NAN);
             continue;
         }
-        const double m = blk.row_max[i], log_sum = blk.log1p_sum[i];
-        /* (z_k - m) <= 0 and -log_sum <= 0: a sum of same-sign terms (out may alias z). Short
-         * rows end in one masked vector (SK_MASKED_TAIL); long rows run faster unmasked. */
-#define SK_LOG_SOFTMAX_VALUE(k) ((SK_REAL)(((double)z[k] - m) - log_sum))
+        /* (z_k - m) <= 0 and -log_sum <= 0 add without cancelling, so the three roundings in
+         * SK_REAL (log_sum, z_k - m, the sum) leave the result within 2u of its magnitude (the
+         * maximum m is one of the z). out may alias z. Short rows end in one masked vector
+         * (SK_MASKED_TAIL); long rows run faster unmasked. */
+        const SK_REAL m = (SK_REAL)blk.row_max[i], log_sum = (SK_REAL)blk.log1p_sum[i];
+#define SK_LOG_SOFTMAX_VALUE(k) ((z[k] - m) - log_sum)
         if (n_classes <= SK_SMALL_CLASSES) {
             SK_SIMD SK_MASKED_TAIL
             for (sk_index k = 0; k < n_classes; ++k)
