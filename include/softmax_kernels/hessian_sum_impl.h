@@ -95,7 +95,7 @@ SK_INLINE void SK_NAME(sk_add_lane_chunks)(const double *a, const double *b, sk_
 SK_INLINE void SK_NAME(sk_sum_products)(const double *a, const double *b, sk_index padded_rows, double *sum,
                                         double *error)
 {
-    double lane_sum[SK_SUM_LANES] = {0}, lane_error[SK_SUM_LANES] = {0};
+    SK_LANE_ALIGNED double lane_sum[SK_SUM_LANES] = {0}, lane_error[SK_SUM_LANES] = {0};
     const sk_index step = SK_SUM_CHUNKS * SK_SUM_LANES;
     sk_index r0 = 0;
     for (; r0 + step <= padded_rows; r0 += step)

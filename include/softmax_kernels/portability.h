@@ -228,6 +228,16 @@ static inline void sk_stream_fence(void)
 #else
 #define SK_SIMD_LANES SK_SIMD
 #endif
+/* A lane array aligned to one 64-byte vector: where the compiler keeps it in memory between
+ * loops, its vector stores and reloads then stay within one cache line, so the reloads are
+ * forwarded from the stores instead of waiting for them (docs/performance-notes.md, "lane arrays"). */
+#if defined(_MSC_VER)
+#define SK_LANE_ALIGNED __declspec(align(64))
+#elif defined(__GNUC__)
+#define SK_LANE_ALIGNED __attribute__((aligned(64)))
+#else
+#define SK_LANE_ALIGNED
+#endif
 /* A loop of a small constant count over an array of vector registers (the tile transposes),
  * which stays in registers only unrolled: clang builds that limit unrolling need telling. */
 #if defined(__clang__)

@@ -164,7 +164,7 @@ SK_INLINE void SK_NAME(sk_max_level)(SK_REAL *hi, sk_index width)
 /* m = max z; -inf for a row of -inf (and NaN). */
 SK_INLINE SK_REAL SK_NAME(sk_row_max)(const SK_REAL *z, sk_index n_classes)
 {
-    SK_REAL hi[SK_ROW_LANES];
+    SK_LANE_ALIGNED SK_REAL hi[SK_ROW_LANES];
     for (sk_index l = 0; l < SK_ROW_LANES; ++l)
         hi[l] = (SK_REAL)-INFINITY;
     sk_index k = 0;
@@ -182,14 +182,14 @@ SK_INLINE SK_REAL SK_NAME(sk_row_max)(const SK_REAL *z, sk_index n_classes)
  * lanes' flags (`name`_far). */
 #if SK_IS_DOUBLE
 #define SK_EXP_LANES(name)                                                                          \
-    double name##_sum[SK_ROW_LANES], name##_error[SK_ROW_LANES];                                  \
-    SK_NAME(sk_lane_flag) name##_far[SK_ROW_LANES];                                               \
+    SK_LANE_ALIGNED double name##_sum[SK_ROW_LANES], name##_error[SK_ROW_LANES];                  \
+    SK_LANE_ALIGNED SK_NAME(sk_lane_flag) name##_far[SK_ROW_LANES];                               \
     const SK_NAME(sk_excl_sums) name = {name##_sum, name##_error}
 #else
 #define SK_EXP_LANES(name)                                                                          \
-    double name##_sum[SK_ROW_LANES];                                                              \
-    int32_t name##_ties[SK_ROW_LANES];                                                            \
-    SK_NAME(sk_lane_flag) name##_far[SK_ROW_LANES];                                               \
+    SK_LANE_ALIGNED double name##_sum[SK_ROW_LANES];                                              \
+    SK_LANE_ALIGNED int32_t name##_ties[SK_ROW_LANES];                                            \
+    SK_LANE_ALIGNED SK_NAME(sk_lane_flag) name##_far[SK_ROW_LANES];                               \
     const SK_NAME(sk_excl_sums) name = {name##_sum, name##_ties}
 #endif
 
