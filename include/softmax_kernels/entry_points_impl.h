@@ -72,9 +72,9 @@ SK_INLINE void SK_NAME(sk_log_softmax_block_body)(const sk_problem *pb, sk_index
             continue;
         }
         /* (z_k - m) <= 0 and -log_sum <= 0 add without cancelling, so the three roundings in
-         * SK_REAL (log_sum, z_k - m, the sum) leave the result within 2u of its magnitude (the
-         * maximum m is one of the z). out may alias z. Short rows end in one masked vector
-         * (SK_MASKED_TAIL); long rows run faster unmasked. */
+         * SK_REAL (log_sum, z_k - m, the sum) add at most 2u of the result's magnitude to the
+         * error log_sum carries from T (m is one of the z). out may alias z. Short rows end in
+         * one masked vector (SK_MASKED_TAIL); long rows run faster unmasked. */
         const SK_REAL m = (SK_REAL)blk.row_max[i], log_sum = (SK_REAL)blk.log1p_sum[i];
 #define SK_LOG_SOFTMAX_VALUE(k) ((z[k] - m) - log_sum)
         if (n_classes <= SK_SMALL_CLASSES) {
