@@ -254,6 +254,13 @@ static inline void sk_stream_fence(void)
 #else
 #define SK_MASKED_TAIL
 #endif
+/* clang masks every iteration of such a loop, so loops that may run long do whole chunks of
+ * SK_MASKED_TAIL_CHUNK values unmasked first; 0 (no chunks) where the remainder is not masked. */
+#if defined(__clang__)
+#define SK_MASKED_TAIL_CHUNK 16
+#else
+#define SK_MASKED_TAIL_CHUNK 0
+#endif
 
 /* Whether long double has more digits than double (x86-64 Linux: 64 against 53): extreme rows
  * of double data are then computed in it; where it has not (MSVC, aarch64 macOS), in double. */

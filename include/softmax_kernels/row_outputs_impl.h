@@ -141,8 +141,18 @@ SK_INLINE void SK_MNAME(sk_write_hessian)(const sk_problem *pb, const SK_MNAME(s
         const SK_MATH diag = (coef * s[j]) * SK_MNAME(sk_one_minus_s)(st, z[j], e[j]);
         if (pb->layout == SK_LAYOUT_PACKED_UPPER) {
             SK_REAL *col = h + sk_packed_upper_index(0, j); /* H[0..j][j] */
+            /* The default layout's columns run long at large K: under clang whole chunks go
+             * unmasked before the masked remainder (SK_MASKED_TAIL_CHUNK). */
+            sk_index i = 0;
+#if SK_MASKED_TAIL_CHUNK
+            for (; i + SK_MASKED_TAIL_CHUNK <= j; i += SK_MASKED_TAIL_CHUNK) {
+                SK_SIMD
+                for (sk_index l = 0; l < SK_MASKED_TAIL_CHUNK; ++l)
+                    col[i + l] = (SK_REAL)(minus_cs[j] * s[i + l]);
+            }
+#endif
             SK_MASKED_TAIL
-            for (sk_index i = 0; i < j; ++i)
+            for (; i < j; ++i)
                 col[i] = (SK_REAL)(minus_cs[j] * s[i]);
             col[j] = (SK_REAL)diag;
         } else if (pb->layout == SK_LAYOUT_PACKED_LOWER) {
