@@ -254,8 +254,9 @@ static inline void sk_stream_fence(void)
 #else
 #define SK_MASKED_TAIL
 #endif
-/* clang masks every iteration of such a loop, so loops that may run long do whole chunks of
- * SK_MASKED_TAIL_CHUNK values unmasked first; 0 (no chunks) where the remainder is not masked. */
+/* clang masks every iteration of such a loop, so a loop that may run long (the packed upper
+ * Hessian's columns) does whole chunks of SK_MASKED_TAIL_CHUNK values unmasked first; 0 (no
+ * chunks) where the remainder is not masked. */
 #if defined(__clang__)
 #define SK_MASKED_TAIL_CHUNK 16
 #else
