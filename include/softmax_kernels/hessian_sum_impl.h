@@ -83,7 +83,8 @@ SK_INLINE void SK_NAME(sk_add_lane_chunks)(const double *SK_RESTRICT a, const do
         SK_SIMD_LANES
         for (sk_index l = 0; l < SK_SUM_LANES; ++l)
             for (sk_index c = 0; c < n_chunks; ++c)
-                sk_two_sum_add(&lane_sum[l], &lane_error[l], a[c * SK_SUM_LANES + l] * b[c * SK_SUM_LANES + l]);
+                sk_two_sum_add_product(&lane_sum[l], &lane_error[l], a[c * SK_SUM_LANES + l],
+                                       b[c * SK_SUM_LANES + l]);
     } else {
         SK_SIMD_LANES
         for (sk_index l = 0; l < SK_SUM_LANES; ++l)

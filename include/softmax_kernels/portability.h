@@ -228,6 +228,14 @@ static inline void sk_stream_fence(void)
 #else
 #define SK_SIMD_LANES SK_SIMD
 #endif
+/* The number of elements clang puts in a loop's vectors where it would otherwise size them by the
+ * loop's widest type (a loop of floats adding to doubles then runs half-width vectors of floats;
+ * docs/performance-notes.md, "lane arrays"). Ignored by other compilers. */
+#if defined(__clang__)
+#define SK_CLANG_VECTOR_WIDTH(n) SK_PRAGMA(clang loop vectorize_width(n))
+#else
+#define SK_CLANG_VECTOR_WIDTH(n)
+#endif
 /* A lane array aligned to one 64-byte vector: where the compiler keeps it in memory between
  * loops, its vector stores and reloads then stay within one cache line, so the reloads are
  * forwarded from the stores instead of waiting for them (docs/performance-notes.md, "lane arrays"). */

@@ -41,6 +41,7 @@
 /* Adds e_k (at_max: whether z_k = m) to accumulator i of the sk_excl_sums t. */
 #define SK_EXCL_ADD(t, i, e, at_max) ((void)(at_max), sk_fast_two_sum_add(&(t).sum[i], &(t).error[i], (e)))
 #define SK_EXCL_SIMD SK_SIMD_LANES /* the directive of a loop adding to compensated lanes */
+#define SK_EXCL_ROWS_SIMD SK_SIMD  /* the directive of a loop adding to one sum per row */
 typedef struct {
     double *sum;   /* the e_k, each lane started at 1 */
     double *error; /* the exact rounding errors of the additions */
@@ -65,7 +66,10 @@ SK_INLINE double SK_NAME(sk_excl_value)(SK_NAME(sk_excl_sums) t, sk_index i, sk_
 }
 #else
 #define SK_EXCL_ADD(t, i, e, at_max) ((t).sum[i] += (at_max) ? 0.0 : (e), (t).ties[i] += (at_max) ? 1 : 0)
-#define SK_EXCL_SIMD SK_SIMD
+/* The directives of loops adding to the lanes and to one sum per row: 16 floats to a vector (a
+ * whole AVX-512 vector, SK_ROW_LANES), where clang would run 8, sized by the double sums. */
+#define SK_EXCL_SIMD SK_SIMD SK_CLANG_VECTOR_WIDTH(16)
+#define SK_EXCL_ROWS_SIMD SK_SIMD SK_CLANG_VECTOR_WIDTH(16)
 typedef struct {
     double *sum;   /* the e_k below the maximum */
     int32_t *ties; /* the classes at the maximum (16 to a vector) */
@@ -444,7 +448,7 @@ SK_INLINE void SK_NAME(sk_column_exp)(const SK_NAME(sk_stats_columns_scratch) *w
     SK_REAL *col = work->columns + k * n_rows;
     const SK_REAL *column_max = work->column_max;
     const SK_NAME(sk_excl_sums) excl = work->excl;
-    SK_SIMD
+    SK_EXCL_ROWS_SIMD
     for (sk_index i = 0; i < n_rows; ++i) {
         const int at_max = col[i] == column_max[i];
         col[i] = SK_EXP_ROW(col[i] - column_max[i], flushing);
@@ -557,3 +561,4 @@ SK_INLINE void SK_NAME(sk_block_stats)(const sk_problem *pb, sk_index row_begin,
 #undef SK_EXP_LANES
 #undef SK_EXCL_ADD
 #undef SK_EXCL_SIMD
+#undef SK_EXCL_ROWS_SIMD

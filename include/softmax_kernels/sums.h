@@ -25,6 +25,17 @@ SK_INLINE void sk_two_sum_add(double *sum, double *err, double x)
     *sum = t;
 }
 
+/* sk_two_sum_add of the product a b, written out in both expressions that use it, so that a
+ * compiler that fuses only within an expression (clang) makes both FMAs where the CPU has them,
+ * as GCC does (docs/performance-notes.md, "lane arrays"). */
+SK_INLINE void sk_two_sum_add_product(double *sum, double *err, double a, double b)
+{
+    const double t = *sum + a * b;
+    const double bp = t - *sum;
+    *err += (*sum - (t - bp)) + (a * b - bp);
+    *sum = t;
+}
+
 /* The same for |sum| >= |x| (Fast2Sum): three operations instead of six. */
 SK_INLINE void sk_fast_two_sum_add(double *sum, double *err, double x)
 {
