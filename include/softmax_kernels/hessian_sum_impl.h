@@ -3,7 +3,9 @@
  *
  * Every term is computed as the per-row Hessian computes it (the recipe's step 7, with
  * 1 - s_k without cancellation), rounded once to double, and added with TwoSum to its
- * element's (sum, error) pair; the diagonal thus sums accurately computed terms c s_k (1 - s_k),
+ * element's (sum, error) pair (where the CPU has FMA, GCC may fuse a term's last product into the
+ * addition instead, and the path across rows is written so that clang does too:
+ * sk_two_sum_add_product); the diagonal thus sums accurately computed terms c s_k (1 - s_k),
  * and the off-diagonal elements terms of one sign where c >= 0. Short rows without dense
  * targets and without groups take a path across rows (one SIMD lane per row, 8 lanes of
  * compensated accumulators per element, folded into the pair in a fixed order); all other
