@@ -20,7 +20,7 @@ import pytest
 pytest.importorskip("mpmath")
 
 import exact  # noqa: E402
-from helpers import FLOATS, IGNORE_INDEX, cast_inputs, check_contract, f32  # noqa: E402
+from helpers import FLOATS, IGNORE_INDEX, cast_inputs, check_contract, every_output, f32  # noqa: E402
 from softmax_kernels._reduction import REDUCTIONS  # noqa: E402
 
 INF = np.inf
@@ -134,6 +134,44 @@ def test_weights_that_lift_an_underflowing_exponential_keep_the_contract(backend
     check_contract(backend, dtype, z, labels, v, sample_weight=weights)
     check_contract(backend, dtype, z, None, v, sample_weight=weights, outputs=("hessian", "hessian_diagonal",
                                                                                "hessian_vector_product"))
+
+
+@pytest.mark.parametrize("n_classes", [10, 20], ids=["short_rows", "long_rows"])
+def test_float32_gradient_scale_past_float_range_keeps_the_contract(backend, n_classes):
+    """float32 gradients multiply e_k by c / S rounded to float, except where c / S overflows
+    float: w cw_y = 1e39 with the label on the maximum keeps every g_k finite (e_k <= e^-3),
+    and rows with w = 1 share the blocks, so each row decides for itself."""
+    rng = np.random.default_rng(11)
+    n_rows = 48
+    z = f32(np.concatenate([np.zeros((n_rows, 1)), rng.uniform(-12.0, -3.0, (n_rows, n_classes - 1))], axis=1))
+    weights = f32(np.where(np.arange(n_rows) % 3 == 0, 1.0, 1e20))
+    class_weight = f32(np.full(n_classes, 1e19))
+    check_contract(backend, np.float32, z, np.zeros(n_rows, dtype=np.int64), sample_weight=weights,
+                   class_weight=class_weight, outputs=("loss", "gradient"))
+
+
+@pytest.mark.parametrize("n_classes", [10, 20, 300])
+def test_float32_labels_gradient_has_the_same_bits_through_every_operation(backend, n_classes):
+    """The labels path (gradient, loss_gradient) and the paths of the Hessian calls multiply
+    e_k by c / S alike: in float where c / S fits float, in double where it does not (w = 1e20)
+    and for extreme rows (logits 200 apart), next to ignored and invalid rows."""
+    rng = np.random.default_rng(12)
+    n_rows = 96
+    z = rng.normal(0.0, 2.0, (n_rows, n_classes)).astype(np.float32)
+    z[5, 1] = z[6, 0] = -200.0
+    z[7, 2] = np.nan
+    y = rng.integers(0, n_classes, n_rows)
+    y[8] = IGNORE_INDEX
+    z[[9, 10, 11], y[9:12]] = 20.0  # label on the maximum: c / S past float's range leaves g finite
+    weights = np.where(np.isin(np.arange(n_rows), [9, 10, 11]), 1e20, rng.uniform(0.5, 2.0, n_rows)).astype(np.float32)
+    options = dict(sample_weight=weights, class_weight=np.full(n_classes, 1e19, np.float32), ignore_index=IGNORE_INDEX)
+    gradients = {key: value for key, value in every_output(backend, z, y, **options).items() if key.kind == "gradient"}
+    assert len({key.operation for key in gradients}) == 4  # gradient, loss_gradient and the two Hessian calls
+    first = next(iter(gradients.values()))
+    assert first.dtype == np.float32
+    assert np.isfinite(first[9:12]).all() and np.isnan(first[7]).all() and not first[8].any()
+    for key, value in gradients.items():
+        np.testing.assert_array_equal(value, first, err_msg=str(key))
 
 
 # Tiny sample weights push c s_k (and the per-row loss) below the normal range although the

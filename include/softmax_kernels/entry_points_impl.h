@@ -116,7 +116,7 @@ SK_INLINE void SK_NAME(sk_target_row_wide)(const sk_problem *pb, sk_index row, S
     const sk_index n_classes = pb->n_classes;
     SK_WIDE *e = (SK_WIDE *)row_work, *s = e + n_classes, *minus_cs = s + n_classes;
     const SK_WIDE sum_excl = SK_NAME(sk_wide_exp_row)(pb, row, row_max, e);
-    SK_WIDE_NAME(sk_target_outputs)(pb, row, row_max, sum_excl, SK_WIDE_LOG1P(sum_excl), e, s, minus_cs);
+    SK_WIDE_NAME(sk_target_outputs)(pb, row, row_max, sum_excl, SK_WIDE_LOG1P(sum_excl), e, 0, s, minus_cs);
 }
 
 /* Every output of a row set to `fill`: 0 for ignored rows, NaN for invalid ones. */
@@ -186,7 +186,8 @@ SK_INLINE void SK_NAME(sk_target_rows)(const sk_problem *pb, sk_index row_begin,
         case SK_ROW_VALID:
             if (!valid_rows_done)
                 SK_NAME(sk_target_outputs_md)(pb, row, m, blk->sum_excl[i], blk->log1p_sum[i],
-                                              SK_NAME(sk_exp_in_double)(e_strip, e_work, n_classes), s, minus_cs);
+                                              SK_NAME(sk_exp_in_double)(e_strip, e_work, n_classes), 1, s,
+                                              minus_cs);
             break;
         case SK_ROW_EXTREME:
             SK_NAME(sk_target_row_wide)(pb, row, m, blk->row_work);

@@ -17,7 +17,9 @@
  *      and v_p - sigma = sum_{j != p} e_j (v_p - v_j) / S for the arg-max class.
  *   9. "mean": the row weight w becomes w / D before anything else, so every output (and each
  *      row's share of the loss) is already divided by D.
- * float data computes exp in float and everything else in double. Rows whose finite logits
+ * float data computes exp in float and everything else in double, except two last steps that
+ * end in float and cannot cancel: log-softmax's (z - m) - log1p(T), and the labels gradient's
+ * e_k (c / S) with c / S rounded to float (labels_impl.h). Rows whose finite logits
  * span more than SK_EXTREME_GAP (extreme rows) would have e_k near the subnormal range, where
  * a product like c s_k (v_k - sigma) loses digits the contract promises; they are computed in
  * a wider type (double for float data, long double for double data where it is wider), as are

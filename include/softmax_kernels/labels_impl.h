@@ -22,6 +22,22 @@ SK_INLINE sk_index SK_NAME(sk_usable_label)(const sk_problem *pb, sk_index row)
     return label < (uint64_t)pb->n_classes ? (sk_index)label : 0;
 }
 
+/* Whether a valid row's gradient g_k = scale e_k (k != y) is one product in the data type,
+ * e_k times scale rounded to it: float data whose scale rounds to a finite float. A valid
+ * row's e_k is a float that is 0 or normal, and |g_k| <= |scale|, so the two roundings leave
+ * g_k within 2u |g_k| + 2^-149 of the exact product (one rounding: u |g_k| + 2^-150), and the
+ * loop runs without conversions. Otherwise the product is taken in double and rounded once.
+ * The labels path and the row path both decide by it, so that they give the same bits. */
+SK_INLINE int SK_NAME(sk_gradient_scale_in_data_type)(double scale)
+{
+#if SK_IS_DOUBLE
+    (void)scale;
+    return 0;
+#else
+    return fabs((double)(SK_REAL)scale) <= (double)FLT_MAX;
+#endif
+}
+
 /* c = c_excl + a_p for labels without smoothing, as sk_target_sums adds them: the label's
  * weight alpha is a_p when the label is a maximum, else c_excl (the other term is 0). */
 SK_INLINE double SK_NAME(sk_label_c)(double alpha, int label_is_max)
@@ -140,16 +156,31 @@ SK_INLINE void SK_NAME(sk_label_gradient)(const sk_problem *pb, sk_index row_beg
         /* Short rows (e as columns: class_stride = n_rows): the whole gradient in place, g_k =
          * scale e_k and g_y selected across rows, so that writing the rows out is a
          * transposition, of the whole block at once when every row is valid. Only valid rows
-         * are written out, so what the other rows' labels select does not matter. */
+         * are written out, so what the other rows' labels select does not matter. Each row
+         * multiplies as sk_gradient_scale_in_data_type says; the loop for a block where every
+         * row multiplies in the data type leaves out the products in double. */
         const int64_t *row_labels = labels + row_begin;
+        int scales_in_data_type = !SK_IS_DOUBLE;
+        for (sk_index i = 0; i < n_rows; ++i)
+            scales_in_data_type &= SK_NAME(sk_gradient_scale_in_data_type)(scale[i]);
         for (sk_index k = 0; k < n_classes; ++k) {
             SK_REAL *col = e + k * class_stride;
             if (!stream) /* streaming stores do not read the lines they write */
                 SK_NAME(sk_prefetch_next_rows)(pb, pb->gradient, row_begin, n_rows, k, n_classes, 1);
-            SK_SIMD
-            for (sk_index i = 0; i < n_rows; ++i) {
-                const SK_REAL scaled = (SK_REAL)((double)col[i] * scale[i]);
-                col[i] = row_labels[i] == (int64_t)k ? (SK_REAL)label_gradient[i] : scaled;
+            if (scales_in_data_type) {
+                SK_SIMD
+                for (sk_index i = 0; i < n_rows; ++i) {
+                    const SK_REAL scaled = col[i] * (SK_REAL)scale[i];
+                    col[i] = row_labels[i] == (int64_t)k ? (SK_REAL)label_gradient[i] : scaled;
+                }
+            } else {
+                SK_SIMD
+                for (sk_index i = 0; i < n_rows; ++i) {
+                    const SK_REAL scaled = SK_NAME(sk_gradient_scale_in_data_type)(scale[i])
+                                               ? col[i] * (SK_REAL)scale[i]
+                                               : (SK_REAL)((double)col[i] * scale[i]);
+                    col[i] = row_labels[i] == (int64_t)k ? (SK_REAL)label_gradient[i] : scaled;
+                }
             }
         }
         if (all_valid) {
@@ -167,9 +198,16 @@ SK_INLINE void SK_NAME(sk_label_gradient)(const sk_problem *pb, sk_index row_beg
             SK_REAL *g = g_block + i * n_classes;
             const SK_REAL *e_row = e + i * row_stride;
             const double row_scale = scale[i];
-            SK_SIMD
-            for (sk_index k = 0; k < n_classes; ++k)
-                g[k] = (SK_REAL)((double)e_row[k] * row_scale);
+            if (SK_NAME(sk_gradient_scale_in_data_type)(row_scale)) {
+                const SK_REAL row_scale_rounded = (SK_REAL)row_scale;
+                SK_SIMD
+                for (sk_index k = 0; k < n_classes; ++k)
+                    g[k] = e_row[k] * row_scale_rounded;
+            } else {
+                SK_SIMD
+                for (sk_index k = 0; k < n_classes; ++k)
+                    g[k] = (SK_REAL)((double)e_row[k] * row_scale);
+            }
             g[labels[row_begin + i]] = (SK_REAL)label_gradient[i];
         }
     }

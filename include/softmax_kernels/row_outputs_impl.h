@@ -103,17 +103,26 @@ SK_INLINE SK_MATH SK_MNAME(sk_one_minus_s)(const SK_MNAME(sk_row_state) *st, SK_
     return z_k == st->row_max ? st->sum_excl_argmax / st->sum : (st->sum - e_k) / st->sum;
 }
 
+/* e_in_data_type: each e_k is a value of the data type (a valid row's, not a wide row's). */
 SK_INLINE void SK_MNAME(sk_write_gradient)(const sk_problem *pb, sk_index row, const SK_MNAME(sk_row_state) *st,
-                                           const SK_MATH *e, const SK_MATH *s, SK_REAL *g)
+                                           const SK_MATH *e, int e_in_data_type, const SK_MATH *s, SK_REAL *g)
 {
     const sk_index n_classes = pb->n_classes;
     const SK_MATH c = st->c;
     if (st->sparse_labels) {
-        /* g_k = c s_k, one multiply per class; then the label's class. */
+        /* g_k = c s_k, one multiply per class (as the labels path multiplies); then the
+         * label's class. */
         const SK_MATH scale = c / st->sum;
-        SK_SIMD
-        for (sk_index k = 0; k < n_classes; ++k)
-            g[k] = (SK_REAL)(e[k] * scale);
+        if (e_in_data_type && SK_NAME(sk_gradient_scale_in_data_type)((double)scale)) {
+            const SK_REAL scale_rounded = (SK_REAL)scale;
+            SK_SIMD
+            for (sk_index k = 0; k < n_classes; ++k)
+                g[k] = (SK_REAL)e[k] * scale_rounded;
+        } else {
+            SK_SIMD
+            for (sk_index k = 0; k < n_classes; ++k)
+                g[k] = (SK_REAL)(e[k] * scale);
+        }
         const sk_index y = st->label;
         if (st->label_is_max) /* g_y = -a_y (1 - s_y) = -a_y T / S */
             g[y] = (SK_REAL)(-(st->label_coefficient * st->sum_excl_argmax / st->sum));
@@ -236,9 +245,11 @@ SK_INLINE void SK_MNAME(sk_row_state_init)(const sk_problem *pb, sk_index row, c
     SK_MNAME(sk_target_sums)(pb, row, z, st);
 }
 
-/* Steps 3-9 for one valid row; e holds exp(z_k - m), T = sum_excl_argmax. */
+/* Steps 3-9 for one valid row; e holds exp(z_k - m), T = sum_excl_argmax (e_in_data_type: as
+ * sk_write_gradient). */
 SK_INLINE void SK_MNAME(sk_target_outputs)(const sk_problem *pb, sk_index row, SK_REAL row_max, SK_MATH sum_excl,
-                                           SK_MATH log1p_sum, const SK_MATH *e, SK_MATH *s, SK_MATH *minus_cs)
+                                           SK_MATH log1p_sum, const SK_MATH *e, int e_in_data_type, SK_MATH *s,
+                                           SK_MATH *minus_cs)
 {
     const sk_index n_classes = pb->n_classes;
     const SK_REAL *z = SK_CROW(pb->z, row, n_classes);
@@ -267,7 +278,7 @@ SK_INLINE void SK_MNAME(sk_target_outputs)(const sk_problem *pb, sk_index row, S
                                                   SK_ROW(pb->hessian_vector_product, row, n_classes));
     /* Last: the gradient may overwrite z (in place), which the outputs above still read. */
     if (pb->gradient)
-        SK_MNAME(sk_write_gradient)(pb, row, &st, e, s, SK_ROW(pb->gradient, row, n_classes));
+        SK_MNAME(sk_write_gradient)(pb, row, &st, e, e_in_data_type, s, SK_ROW(pb->gradient, row, n_classes));
 }
 
 /* Adds one valid row's Hessian, in packed upper order, to the compensated sums (sum, error)
