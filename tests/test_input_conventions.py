@@ -138,6 +138,19 @@ def test_labels_of_any_integer_dtype_give_the_same_outputs(backend, label_dtype,
         np.testing.assert_array_equal(value, expected[key], err_msg=str(key))
 
 
+@pytest.mark.parametrize("label_dtype", [np.dtype(">i8"), np.dtype(">u2"), np.dtype("<i4")], ids=str)
+def test_labels_in_either_byte_order_or_strided_give_the_same_outputs(backend, label_dtype):
+    z = np.random.default_rng(19).normal(size=(3, 4))
+    y = np.array([0, 3, 1])
+    strided = np.empty(6, dtype=label_dtype)[::2]
+    strided[...] = y
+    expected = every_output(backend, z, y)
+    for labels in (y.astype(label_dtype), strided):
+        outputs = every_output(backend, z, labels)
+        for key, value in outputs.items():
+            np.testing.assert_array_equal(value, expected[key], err_msg=str(key))
+
+
 @pytest.mark.parametrize("label_dtype", [np.uint8, np.int8, np.uint64], ids=dtype_id)
 def test_ignore_index_matches_labels_of_small_dtypes(backend, label_dtype):
     ignore_index = {np.uint8: 255, np.int8: -1, np.uint64: 2**64 - 1}[label_dtype]

@@ -236,11 +236,21 @@ def _as_targets(y) -> np.ndarray | None:
     return None if y is None else np.asarray(y)
 
 
+def _largest_if_nonnegative(values: np.ndarray) -> int:
+    """The largest of some (integral) values, or -1 if one is negative. Integers take one
+    reduction: seen as unsigned, a negative integer is larger than every non-negative one."""
+    if values.dtype.kind == "i":
+        largest = int(values.view(values.dtype.str.replace("i", "u")).max())
+        return largest if largest <= np.iinfo(values.dtype).max else -1
+    return int(values.max()) if values.dtype.kind == "u" or values.min() >= 0 else -1
+
+
 def check_groups(groups: np.ndarray, n_groups: int | None) -> tuple[np.ndarray, int]:
     """Check group indices: each in [0, n_groups); n_groups defaults to the largest + 1."""
+    largest = _largest_if_nonnegative(groups) if groups.size else -1
     if n_groups is None:
-        n_groups = int(groups.max()) + 1 if groups.size else 0
-    if groups.size and (int(groups.min()) < 0 or int(groups.max()) >= n_groups):
+        n_groups = (largest if largest >= 0 else int(groups.max(initial=-1))) + 1
+    if groups.size and not 0 <= largest < n_groups:
         bad = (groups < 0) | (groups >= n_groups)
         position = np.unravel_index(int(np.flatnonzero(bad.ravel())[0]), groups.shape)
         where = f"groups[{', '.join(map(str, position))}]" if groups.ndim else "groups"
@@ -250,9 +260,9 @@ def check_groups(groups: np.ndarray, n_groups: int | None) -> tuple[np.ndarray, 
 
 def check_labels(y: np.ndarray, n_classes: int, ignore_index: int | None) -> np.ndarray:
     """Check integer labels: each in [0, K) or equal to ignore_index; return them as int64 (N,)."""
-    # Two reductions and no temporaries in the common case; the element-wise test (which
-    # allows ignore_index and finds the first offender) only when the extremes are outside.
-    in_range = y.size == 0 or (int(y.min()) >= 0 and int(y.max()) < n_classes)
+    # One reduction and no temporaries in the common case; the element-wise test (which
+    # allows ignore_index and finds the first offender) only when some label is outside.
+    in_range = y.size == 0 or 0 <= _largest_if_nonnegative(y) < n_classes
     if not in_range:
         bad = (y < 0) | (y >= n_classes)
         if ignore_index is not None:
